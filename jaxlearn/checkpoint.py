@@ -1,0 +1,115 @@
+"""Orbax checkpoints of a run: `latest` to resume from and `best` by validation metric.
+
+Both live under WORKDIR/checkpoints/ and neither replaces the other, so resuming
+never loses the best model. A checkpoint holds the train state's arrays and a
+small JSON record of the loop's progress (epoch, best metric so far, history).
+"""
+
+import os
+
+import jax
+import orbax.checkpoint as ocp
+
+from jaxlearn.errors import CheckpointError
+from jaxlearn.state import TrainState
+
+
+class Checkpoints:
+  """The `latest` and `best` checkpoint series of one workdir."""
+
+  def __init__(self, workdir: str):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    self._latest = _manager(os.path.join(self.directory, "latest"), max_to_keep=2)
+    self._best = _manager(os.path.join(self.directory, "best"), max_to_keep=1)
+
+  def latest_step(self) -> int | None:
+    return self._latest.latest_step()
+
+  def save_latest(self, state: TrainState, progress: dict) -> None:
+    _save(self._latest, state, progress)
+
+  def save_best(self, state: TrainState, progress: dict) -> None:
+    _save(self._best, state, progress)
+
+  def restore_latest(self, state: TrainState) -> tuple[TrainState, dict | None]:
+    """`state` with the latest checkpoint's arrays, and its progress; or (state, None)."""
+    return _restore(self._latest, state)
+
+  def restore_best(self, state: TrainState) -> tuple[TrainState, dict | None]:
+    return _restore(self._best, state)
+
+  def close(self) -> None:
+    for manager in (self._latest, self._best):
+      manager.wait_until_finished()
+      manager.close()
+
+
+def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
+  return ocp.CheckpointManager(directory, options=options)
+
+
+def _save(manager, state: TrainState, progress: dict) -> None:
+  step = int(state.step)
+  if manager.latest_step() == step:
+    return  # Already saved at this step (e.g. an interrupt right after an epoch's save).
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.checkpoint_tree()),
+                                             progress=ocp.args.JsonSave(progress)))
+  manager.wait_until_finished()
+
+
+def _restore(manager, state: TrainState) -> tuple[TrainState, dict | None]:
+  step = manager.latest_step()
+  if step is None:
+    return state, None
+  where = os.path.join(str(manager.directory), str(step))
+  target = state.checkpoint_tree()
+  try:
+    stored = manager.item_metadata(step)["state"]
+  except Exception as e:  # Orbax raises several kinds for unreadable metadata.
+    raise _corrupt(where, e) from e
+  _check_matches(stored, target, where)
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  try:
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
+  except Exception as e:
+    raise _corrupt(where, e) from e
+  return state.replace(**restored["state"]), restored["progress"]
+
+
+def _shapes_by_path(tree) -> dict[str, tuple]:
+  flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in flat}
+
+
+def _key_name(key) -> str:
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def _check_matches(stored, target, where: str) -> None:
+  """Raises a CheckpointError listing how the checkpoint and the model differ."""
+  have, want = _shapes_by_path(stored), _shapes_by_path(target)
+  problems = [f"{p} is {have[p]} in the checkpoint but {want[p]} in the model"
+              for p in sorted(have.keys() & want.keys()) if have[p] != want[p]]
+  problems += [f"{p} is missing from the checkpoint" for p in sorted(want.keys() - have.keys())]
+  problems += [f"{p} is in the checkpoint but not in the model"
+               for p in sorted(have.keys() - want.keys())]
+  if problems:
+    shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4
+                                       else "")
+    raise CheckpointError(
+        f"The checkpoint {where} does not match the configured model and optimizer: {shown}. "
+        "It was written with another config (the workdir's config.json has it). Use a new "
+        "--workdir for this config, or rerun with the config the checkpoint was written with. "
+        "Nothing was changed in the workdir.")
+
+
+def _corrupt(where: str, error: Exception) -> CheckpointError:
+  return CheckpointError(
+      f"The checkpoint {where} could not be read ({type(error).__name__}: {error}); it is "
+      "corrupt or incomplete. Move that step directory aside to resume from the one before it, "
+      "or use a new --workdir. Nothing was changed in the workdir.")

@@ -1,0 +1,21 @@
+"""Errors jaxlearn raises for bad input: each message names the problem and the fix."""
+
+
+class JaxlearnError(Exception):
+  """Base class; `jaxlearn.main` prints these as one paragraph and exits non-zero."""
+
+
+class ConfigError(JaxlearnError):
+  """A config value that cannot work (unknown name, impossible batch size, ...)."""
+
+
+class DataError(JaxlearnError):
+  """Missing, truncated or malformed dataset files."""
+
+
+class CheckpointError(JaxlearnError):
+  """A checkpoint that cannot be restored into the configured model."""
+
+
+class NonFiniteLossError(JaxlearnError):
+  """Training produced a NaN/Inf loss; the last good checkpoint is kept."""

@@ -1,0 +1,43 @@
+"""Where metrics go: the log, TensorBoard event files, a JSON-lines file and a progress bar."""
+
+import json
+import math
+import os
+
+from absl import logging
+import tensorboardX
+from tqdm.auto import tqdm
+
+
+class Reporter:
+  """Writes each batch of scalars to the log, WORKDIR/tensorboard and WORKDIR/metrics.jsonl.
+
+  The event files need no TensorFlow to read (`tensorboard --logdir WORKDIR`);
+  the JSON lines are one `{"step", "split", <metric>: value}` object per write.
+  """
+
+  def __init__(self, workdir: str):
+    self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+  def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
+    logging.info("step %d %s: %s", step, split,
+                 ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(f"{split}/{name}", value, step)
+    self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    self._tensorboard.close()
+    self._jsonl.close()
+
+
+def progress_bar(enabled: bool, total: int, initial: int, description: str):
+  """A per-epoch bar; shown on terminals and notebooks, hidden in plain logs."""
+  return tqdm(total=total, initial=initial, desc=description, unit="step", leave=False,
+              disable=None if enabled else True, dynamic_ncols=True)
+
+
+def _format(value: float) -> str:
+  return f"{value:.4g}" if math.isfinite(value) else str(value)

@@ -1,0 +1,232 @@
+"""The training loop: config -> data -> train state -> compiled steps -> checkpoints -> summary.
+
+`train_and_evaluate(config, workdir)` is the whole run; `jaxlearn.main` only
+parses flags and calls it. Rerunning it on the same workdir resumes from the
+`latest` checkpoint, and the `best` checkpoint is what the test split sees.
+"""
+
+import dataclasses
+import functools
+import json
+import math
+import os
+import time
+
+from absl import logging
+import jax
+from flax import nnx
+
+from jaxlearn import checkpoint, data, interrupts, optim, parallel, reporting, state as state_lib
+from jaxlearn.data import pipeline
+from jaxlearn.errors import ConfigError, NonFiniteLossError
+from jaxlearn.models import create_model
+from jaxlearn.step import eval_step, train_step
+from jaxlearn.tasks import CLASSIFICATION
+
+
+@dataclasses.dataclass
+class Progress:
+  """How far the run has got; saved as JSON with every checkpoint."""
+  epochs_done: int = 0
+  best_value: float | None = None
+  best_epoch: int = 0
+  train_seconds: float = 0.0
+  history: list = dataclasses.field(default_factory=list)
+
+
+class TrainingInterrupted(Exception):
+  """Raised after SIGINT/SIGTERM once the `latest` checkpoint holds the current step."""
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary."""
+  mesh = parallel.make_mesh()
+  check_config(config, jax.device_count())
+  splits = data.make_splits(data.load_raw(config.data), config.data, config.seed)
+  steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]), config.batch_size)
+  state = jax.device_put(create_state(config, steps_per_epoch), parallel.replicated(mesh))
+  logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
+               config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
+               len(splits.val["targets"]), len(splits.test["targets"]), jax.device_count())
+
+  os.makedirs(workdir, exist_ok=True)
+  checkpoints = checkpoint.Checkpoints(workdir)
+  state, saved = checkpoints.restore_latest(state)
+  progress = Progress(**saved) if saved else Progress()
+  if saved:
+    logging.info("Resuming from %s at step %d (epoch %d).", checkpoints.directory,
+                 int(state.step), progress.epochs_done + 1)
+  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+
+  train_batch, eval_batch = compile_steps(mesh)
+  train_data = pipeline.to_device(splits.train, mesh)
+  val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
+  batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
+  data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+  reporter = reporting.Reporter(workdir)
+  try:
+    with interrupts.catch_stop_signals() as stop:
+      for epoch in range(progress.epochs_done, config.num_epochs):
+        started = time.time()
+        batches = batcher(train_data.arrays, pipeline.epoch_key(data_key, epoch))
+        first = int(state.step) - epoch * steps_per_epoch
+        state, train_metrics = train_epoch(state, train_batch, batches, first, steps_per_epoch,
+                                           config, epoch, reporter, stop)
+        if stop.requested:
+          progress.train_seconds += time.time() - started
+          checkpoints.save_latest(state, dataclasses.asdict(progress))
+          raise TrainingInterrupted(
+              f"Stopped at step {int(state.step)}; the latest checkpoint in "
+              f"{checkpoints.directory} holds it. Rerun the same command to resume.")
+        val_metrics = evaluate(eval_batch, state, val_batches)
+        reporter.write(int(state.step), "val", val_metrics)
+        improved = record_epoch(progress, epoch, train_metrics, val_metrics, config,
+                                time.time() - started)
+        if improved:
+          checkpoints.save_best(state, dataclasses.asdict(progress))
+        checkpoints.save_latest(state, dataclasses.asdict(progress))
+
+    best_state, _ = checkpoints.restore_best(state)
+    test_batches = pipeline.make_eval_batches(splits.test, config.eval_batch_size, mesh)
+    test_metrics = evaluate(eval_batch, best_state, test_batches)
+    reporter.write(int(best_state.step), "test", test_metrics)
+  finally:
+    reporter.close()
+    checkpoints.close()
+  summary = make_summary(config, progress, test_metrics)
+  _write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
+
+
+def check_config(config, num_devices: int) -> None:
+  """Fails early, before anything is written, on values that cannot work."""
+  parallel.check_divisible(config.batch_size, "batch_size", num_devices)
+  parallel.check_divisible(config.eval_batch_size, "eval_batch_size", num_devices)
+  if config.monitor_mode not in ("min", "max"):
+    raise ConfigError(f"config.monitor_mode={config.monitor_mode!r}; use 'min' or 'max'.")
+  if config.num_epochs < 1:
+    raise ConfigError(f"config.num_epochs={config.num_epochs}; train for at least 1 epoch.")
+
+
+def create_state(config, steps_per_epoch: int) -> state_lib.TrainState:
+  """The model, optimizer and schedule of `config`, initialised from its seed."""
+  model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  model = create_model(config.model, nnx.Rngs(params=model_key))
+  schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
+                                 steps_per_epoch, steps_per_epoch * config.num_epochs)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  return state_lib.create_train_state(model, tx, step_key)
+
+
+def compile_steps(mesh, task=CLASSIFICATION):
+  """jit-compiled `train_step`/`eval_step` on batch `i` of a stack already on the devices.
+
+  Picking the batch inside the compiled step keeps one dispatch per step and no
+  host-to-device copies; the state is donated so XLA updates it in place.
+  """
+  replicated = parallel.replicated(mesh)
+
+  def pick(batches, i):
+    return jax.tree.map(lambda b: b[i], batches)
+
+  def train_batch(state, batches, i):
+    return train_step(state, pick(batches, i), task=task)
+
+  def eval_batch(state, batches, i):
+    return eval_step(state, pick(batches, i), task=task)
+
+  return (jax.jit(train_batch, out_shardings=(replicated, replicated), donate_argnums=0),
+          jax.jit(eval_batch, out_shardings=replicated))
+
+
+def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config, epoch,
+                reporter, stop):
+  """Runs the epoch's steps from `first_step`; logs every `config.log_every_steps`."""
+  epoch_metrics, window = None, []
+  window_start = time.time()
+  bar = reporting.progress_bar(config.progress_bar, steps_per_epoch, first_step,
+                               f"epoch {epoch + 1}/{config.num_epochs}")
+  for i in range(first_step, steps_per_epoch):
+    state, metrics = train_batch(state, batches, i)
+    window.append(metrics)
+    bar.update(1)
+    last = i == steps_per_epoch - 1
+    if len(window) == config.log_every_steps or last or stop.requested:
+      merged = _merge(window)
+      scalars = _scalars(merged)
+      scalars["images_per_second"] = len(window) * config.batch_size / (time.time() - window_start)
+      check_finite(scalars["loss"], int(state.step), config)
+      reporter.write(int(state.step), "train", scalars)
+      bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",
+                      img_s=f"{scalars['images_per_second']:.0f}")
+      epoch_metrics = merged if epoch_metrics is None else epoch_metrics.merge(merged)
+      window, window_start = [], time.time()
+    if stop.requested:
+      break
+  bar.close()
+  return state, _scalars(epoch_metrics)
+
+
+def evaluate(eval_batch, state, batches) -> dict[str, float]:
+  """Metrics over every (unpadded) example of a split of eval batches."""
+  num_batches = jax.tree.leaves(batches)[0].shape[0]
+  return _scalars(_merge([eval_batch(state, batches, i) for i in range(num_batches)]))
+
+
+def check_finite(loss: float, step: int, config) -> None:
+  if not math.isfinite(loss):
+    raise NonFiniteLossError(
+        f"The training loss became {loss} by step {step}. Likely causes: a learning rate too "
+        f"high for this model (config.optimizer.learning_rate="
+        f"{config.optimizer.learning_rate}; try a tenth of it or a warm-up via "
+        "config.schedule.warmup_epochs), or inputs that are not normalised. The last good "
+        "checkpoint in the workdir is kept: rerun with a lower learning rate to resume from it.")
+
+
+def record_epoch(progress: Progress, epoch, train_metrics, val_metrics, config,
+                 seconds: float) -> bool:
+  """Adds the epoch to `progress`; True if its validation metric is the best so far."""
+  if config.monitor not in val_metrics:
+    raise ConfigError(f"config.monitor={config.monitor!r} is not a validation metric; choose "
+                      f"one of {sorted(val_metrics)}.")
+  value = val_metrics[config.monitor]
+  best = progress.best_value
+  improved = best is None or (value > best if config.monitor_mode == "max" else value < best)
+  progress.epochs_done = epoch + 1
+  progress.train_seconds += seconds
+  progress.history.append({"epoch": epoch + 1, "seconds": seconds,
+                           **{f"train_{k}": v for k, v in train_metrics.items()},
+                           **{f"val_{k}": v for k, v in val_metrics.items()}})
+  if improved:
+    progress.best_value, progress.best_epoch = value, epoch + 1
+  logging.info("Epoch %d: val %s=%.4f (best %.4f at epoch %d), %.1fs.", epoch + 1,
+               config.monitor, value, progress.best_value, progress.best_epoch, seconds)
+  return improved
+
+
+def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
+  best_val = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
+  return {
+      **{f"test_{k}": v for k, v in test_metrics.items()},
+      **{f"best_{k}": v for k, v in best_val.items() if k.startswith("val_")},
+      "best_epoch": progress.best_epoch,
+      "epochs_run": progress.epochs_done,
+      "train_seconds": progress.train_seconds,
+      "history": progress.history,
+      "config": config.to_dict(),
+  }
+
+
+def _merge(metrics_list):
+  return functools.reduce(lambda a, b: a.merge(b), metrics_list)
+
+
+def _scalars(metrics) -> dict[str, float]:
+  return {k: float(v) for k, v in jax.device_get(metrics.compute()).items()}
+
+
+def _write_json(path: str, value) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(value, f, indent=2, default=str)
+  os.replace(tmp, path)
