@@ -58,6 +58,5 @@ def default_config() -> ml_collections.ConfigDict:
   config.monitor_mode = "max"  # max | min
 
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 0  # 0: at the end of every epoch only
   config.progress_bar = True
   return config

@@ -9,6 +9,10 @@ import jax.numpy as jnp
 import optax
 
 
+# flax >= 0.12 renamed `nnx.pure` (State of Variables -> State of plain arrays).
+_as_arrays = getattr(nnx, "as_pure", None) or nnx.pure
+
+
 @flax.struct.dataclass
 class TrainState:
   """Parameters, model state (e.g. batch-norm statistics), optimizer state, step and RNG.
@@ -31,7 +35,7 @@ class TrainState:
     rngs = nnx.Rngs(dropout=rng) if rng is not None else None
     outputs = model(inputs, train=train, rngs=rngs)
     _, _, model_state = nnx.split(model, nnx.Param, ...)
-    return outputs, nnx.pure(model_state)
+    return outputs, _as_arrays(model_state)
 
   def checkpoint_tree(self) -> dict[str, Any]:
     """The arrays a checkpoint holds."""
@@ -48,7 +52,7 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation,
     state = create_train_state(model, optax.adam(1e-3), jax.random.key(1))
   """
   graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-  params, model_state = nnx.pure(params), nnx.pure(model_state)
+  params, model_state = _as_arrays(params), _as_arrays(model_state)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                     opt_state=tx.init(params), rng=rng, graphdef=graphdef, tx=tx)
 

@@ -44,7 +44,7 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
                             opt_state=opt_state)
   metrics = _metrics(task.train_metrics, axis_name, loss=losses, logits=outputs,
                      labels=batch["targets"], learning_rate=_learning_rate(opt_state),
-                     grad_norm=optax.global_norm(grads), param_norm=optax.global_norm(params))
+                     grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
   return new_state, metrics
 
 

@@ -1,0 +1,178 @@
+"""IDX reading, splitting and normalisation; bad data files give clear errors."""
+
+import gzip
+import os
+
+import ml_collections
+import numpy as np
+import pytest
+
+from tests.conftest import write_idx
+from jaxlearn.config import default_config
+from jaxlearn.data import idx, pipeline, sources
+from jaxlearn.errors import ConfigError, DataError
+
+
+def test_read_idx_round_trips_array(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (7, 28, 28)).astype(np.uint8)
+  write_idx(tmp_path / "x.gz", images, idx.IMAGES_MAGIC)
+  np.testing.assert_array_equal(idx.read_idx(str(tmp_path / "x.gz"), idx.IMAGES_MAGIC), images)
+
+
+def test_real_mnist_shapes_and_label_counts(mnist_root):
+  raw = sources.load_idx_dir(os.path.join(mnist_root, "mnist"), "mnist")
+  assert raw["train"][0].shape == (60000, 28, 28, 1)
+  assert raw["test"][0].shape == (10000, 28, 28, 1)
+  # Published MNIST class counts: 5923 zeros in train, 980 zeros in test.
+  assert np.sum(raw["train"][1] == 0) == 5923
+  assert np.sum(raw["test"][1] == 0) == 980
+
+
+def test_truncated_gzip_is_reported(fake_root):
+  path = os.path.join(fake_root, "mnist", "train-images-idx3-ubyte.gz")
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+  with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not a readable gzip file"
+                     r".*truncated or corrupt: download it again"):
+    sources.load_idx_dir(os.path.join(fake_root, "mnist"), "mnist")
+
+
+def test_not_gzip_at_all_is_reported(fake_root):
+  path = os.path.join(fake_root, "mnist", "t10k-labels-idx1-ubyte.gz")
+  with open(path, "wb") as f:
+    f.write(b"<html>404 not found</html>")
+  with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz is not a readable gzip file"):
+    sources.load_idx_dir(os.path.join(fake_root, "mnist"), "mnist")
+
+
+def test_wrong_magic_number_is_reported(fake_root):
+  # A labels file where the images file should be.
+  directory = os.path.join(fake_root, "mnist")
+  os.replace(os.path.join(directory, "train-labels-idx1-ubyte.gz"),
+             os.path.join(directory, "train-images-idx3-ubyte.gz"))
+  write_idx(os.path.join(directory, "train-labels-idx1-ubyte.gz"), np.zeros(640, np.uint8), 2049)
+  with pytest.raises(DataError, match="has IDX magic number 2049, but an images file starts "
+                     "with 2051"):
+    sources.load_idx_dir(directory, "mnist")
+
+
+def test_payload_shorter_than_header_says_is_reported(tmp_path):
+  path = tmp_path / "short.gz"
+  with gzip.open(path, "wb") as f:
+    f.write((2049).to_bytes(4, "big") + (100).to_bytes(4, "big") + bytes(60))
+  with pytest.raises(DataError, match="holds 68 bytes but its IDX header \\(100,\\) needs 108"):
+    idx.read_idx(str(path), idx.LABELS_MAGIC)
+
+
+def test_missing_files_are_named_with_how_to_get_them(tmp_path):
+  (tmp_path / "mnist").mkdir()
+  config = default_config().data
+  config.dir = str(tmp_path)
+  with pytest.raises(DataError) as error:
+    sources.load_raw(config)
+  message = str(error.value)
+  assert "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz" in message
+  assert f"not found in {tmp_path / 'mnist'}" in message
+  assert "--config.data.dir=ROOT" in message and "jaxlearn[tfds]" in message
+
+
+def test_no_source_at_all_says_how_to_get_data(monkeypatch):
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
+  with pytest.raises(DataError, match="No mnist data: no data root is set .* and "
+                     "tensorflow-datasets is not installed. Either put the four IDX files"):
+    sources.load_raw(default_config().data)
+
+
+def test_env_var_selects_local_root(monkeypatch, fake_root):
+  monkeypatch.setenv(sources.DATA_DIR_ENV, fake_root)
+  raw = sources.load_raw(default_config().data)
+  assert raw["train"][0].shape == (640, 28, 28, 1)
+
+
+def _raw(n_train=1000, n_test=200):
+  """Example i has label i and pixels i % 256, so splits can be traced back to the source."""
+  def split(n, offset):
+    ids = np.arange(offset, offset + n)
+    return (np.broadcast_to((ids % 256).astype(np.uint8)[:, None, None, None], (n, 2, 2, 1)),
+            ids.astype(np.int32))
+  return {"train": split(n_train, 0), "test": split(n_test, n_train)}
+
+
+def test_validation_fraction_is_held_out_without_overlap():
+  config = default_config().data
+  splits = pipeline.make_splits(_raw(), config, seed=0)
+  assert len(splits.val["targets"]) == 100 and len(splits.train["targets"]) == 900
+  assert not set(splits.val["targets"]) & set(splits.train["targets"])
+  np.testing.assert_array_equal(splits.test["targets"], np.arange(1000, 1200))
+
+
+def test_split_is_deterministic_in_the_seed():
+  config = default_config().data
+  a, b = (pipeline.make_splits(_raw(), config, seed=s) for s in (0, 0))
+  c = pipeline.make_splits(_raw(), config, seed=1)
+  np.testing.assert_array_equal(a.val["targets"], b.val["targets"])
+  assert not np.array_equal(a.val["targets"], c.val["targets"])
+
+
+def test_7_2_1_ratios_pool_and_split_everything():
+  config = default_config().data
+  config.split_ratios = "7:2:1"
+  splits = pipeline.make_splits(_raw(), config, seed=0)
+  sizes = [len(s["targets"]) for s in splits]
+  assert sizes == [840, 240, 120]
+  assert sorted(np.concatenate([s["targets"] for s in splits])) == list(range(1200))
+
+
+def test_bad_ratio_string_is_reported():
+  config = default_config().data
+  config.split_ratios = "70/20/10"
+  with pytest.raises(ConfigError, match="must be 'train:val:test', e.g. '7:2:1'"):
+    pipeline.make_splits(_raw(), config, seed=0)
+
+
+def test_normalisation_matches_numpy():
+  images = np.array([[[[0]], [[255]]]], np.uint8)
+  out = pipeline.normalise_images(images, mean=(0.1307,), std=(0.3081,))
+  np.testing.assert_allclose(out.ravel(), [(0 - 0.1307) / 0.3081, (1 - 0.1307) / 0.3081],
+                             rtol=1e-6)
+
+
+def test_real_mnist_normalised_train_split_is_standardised(mnist_root):
+  config = default_config().data
+  config.dir = mnist_root
+  splits = pipeline.make_splits(sources.load_raw(config), config, seed=0)
+  x = splits.train["inputs"]
+  assert abs(float(x.mean())) < 0.01 and abs(float(x.std()) - 1.0) < 0.01
+
+
+def test_epoch_batches_are_a_permutation_and_differ_by_epoch():
+  import jax
+  from jaxlearn import parallel
+  mesh = parallel.make_mesh()
+  arrays = {"targets": np.arange(100, dtype=np.int32)}
+  batcher = pipeline.make_epoch_batcher(32, mesh)
+  key = jax.random.PRNGKey(0)
+  e0 = np.asarray(batcher(arrays, pipeline.epoch_key(key, 0))["targets"])
+  e1 = np.asarray(batcher(arrays, pipeline.epoch_key(key, 1))["targets"])
+  assert e0.shape == (3, 32) and len(set(e0.ravel())) == 96
+  assert not np.array_equal(e0, e1)
+  again = np.asarray(batcher(arrays, pipeline.epoch_key(key, 0))["targets"])
+  np.testing.assert_array_equal(e0, again)
+
+
+def test_eval_batches_pad_with_zero_mask():
+  from jaxlearn import parallel
+  split = {"inputs": np.ones((10, 2), np.float32), "targets": np.arange(10, dtype=np.int32)}
+  batches = pipeline.make_eval_batches(split, 4, parallel.make_mesh())
+  assert batches["mask"].shape == (3, 4)
+  np.testing.assert_array_equal(np.asarray(batches["mask"]).ravel(), [1] * 10 + [0, 0])
+
+
+def test_unknown_dataset_name_is_reported():
+  config = ml_collections.ConfigDict(default_config().data.to_dict())
+  config.name = "mnsit"
+  with pytest.raises(ConfigError, match="Unknown dataset 'mnsit'.*'fashion_mnist', 'mnist'"):
+    sources.load_raw(config)

@@ -1,0 +1,90 @@
+"""The pure steps: they learn, compile once, and agree under jit, sharded jit and pmap."""
+
+import json
+import os
+import subprocess
+import sys
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlearn import create_train_state, eval_step, train_step
+from jaxlearn.models import LeNet5
+from tests.conftest import PROJECT_ROOT
+
+
+def _state(learning_rate=1e-3):
+  return create_train_state(LeNet5(rngs=nnx.Rngs(0)), optax.adam(learning_rate),
+                            jax.random.PRNGKey(1))
+
+
+def _batch(seed=0, n=32):
+  rng = np.random.default_rng(seed)
+  return {"inputs": rng.normal(size=(n, 28, 28, 1)).astype(np.float32),
+          "targets": rng.integers(0, 10, n).astype(np.int32)}
+
+
+def test_train_step_fits_a_fixed_batch():
+  step = jax.jit(train_step, donate_argnums=0)
+  state, batch = _state(learning_rate=1e-2), _batch()
+  state, first = step(state, batch)
+  for _ in range(30):
+    state, metrics = step(state, batch)
+  assert float(metrics.compute()["loss"]) < 0.2 * float(first.compute()["loss"])
+  assert float(metrics.compute()["accuracy"]) == 1.0
+  assert int(state.step) == 31
+
+
+def test_train_step_loss_is_optax_cross_entropy_and_reports_health():
+  state, batch = _state(), _batch()
+  logits = nnx.merge(state.graphdef, state.params, state.model_state)(batch["inputs"])
+  expected = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"]).mean()
+  _, metrics = jax.jit(train_step)(state, batch)
+  values = metrics.compute()
+  np.testing.assert_allclose(values["loss"], expected, rtol=1e-5)
+  grads = jax.grad(lambda p: optax.softmax_cross_entropy_with_integer_labels(
+      nnx.merge(state.graphdef, p, state.model_state)(batch["inputs"]),
+      batch["targets"]).mean())(state.params)
+  np.testing.assert_allclose(values["grad_norm"], optax.tree.norm(grads), rtol=1e-4)
+  np.testing.assert_allclose(values["param_norm"], optax.tree.norm(state.params), rtol=1e-2)
+
+
+def test_eval_step_ignores_masked_padding():
+  state, batch = _state(), _batch(n=8)
+  padded = {k: np.concatenate([v, v[:4] * 0]) for k, v in batch.items()}
+  padded["mask"] = np.array([1.0] * 8 + [0.0] * 4, np.float32)
+  full = eval_step(state, batch).compute()
+  masked = eval_step(state, padded).compute()
+  np.testing.assert_allclose(masked["loss"], full["loss"], rtol=1e-6)
+  np.testing.assert_allclose(masked["accuracy"], full["accuracy"])
+
+
+def test_train_step_traces_once_for_a_stream_of_batches():
+  traces = []
+
+  def counted_step(state, batch):
+    traces.append(1)  # Runs only while tracing, i.e. once per compilation.
+    return train_step(state, batch)
+
+  step = jax.jit(counted_step, donate_argnums=0)
+  state = _state()
+  for seed in range(4):
+    state, _ = step(state, _batch(seed))
+  assert len(traces) == 1
+
+
+def test_jit_sharded_and_pmap_match_one_device_on_8_cpu_devices():
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, os.path.join(PROJECT_ROOT, "tests", "parallel_check.py")],
+                       env=env, capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["devices"] == 8
+  assert result["jit_cache_size"] == 1
+  assert result["max_diff_sharded"] < 1e-4, result
+  assert result["max_diff_pmap"] < 1e-4, result
+  assert abs(result["loss_single"] - result["loss_pmap"]) < 1e-5, result
+  assert abs(result["loss_single"] - result["loss_sharded"]) < 1e-5, result
