@@ -1,6 +1,9 @@
 """LeNet-5 on MNIST (the seed's layout: 61,706 parameters).
 
   python -m jaxlearn.main --config=configs/mnist_lenet.py --workdir=/tmp/lenet
+
+Adam with a one-cycle schedule (peak 1e-2) reaches 99.2-99.4% test accuracy in
+5 epochs; see the README for measured figures.
 """
 
 from jaxlearn.config import default_config
@@ -11,7 +14,8 @@ def get_config():
   config.data.name = "mnist"
   config.model.name = "lenet5"
   config.optimizer.name = "adam"
-  config.optimizer.learning_rate = 1e-3
+  config.optimizer.learning_rate = 1e-2  # one_cycle's peak (PyTorch's max_lr)
+  config.schedule.name = "one_cycle"
   config.batch_size = 128
-  config.num_epochs = 10
+  config.num_epochs = 5
   return config

@@ -46,7 +46,9 @@ class Checkpoints:
 
 def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
-  return ocp.CheckpointManager(directory, options=options)
+  # Naming the handlers lets a fresh process read metadata before restoring.
+  handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()}
+  return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
 def _save(manager, state: TrainState, progress: dict) -> None:
@@ -93,11 +95,13 @@ def _key_name(key) -> str:
 def _check_matches(stored, target, where: str) -> None:
   """Raises a CheckpointError listing how the checkpoint and the model differ."""
   have, want = _shapes_by_path(stored), _shapes_by_path(target)
+  params_first = lambda paths: sorted(paths, key=lambda p: (not p.startswith("params/"), p))
   problems = [f"{p} is {have[p]} in the checkpoint but {want[p]} in the model"
-              for p in sorted(have.keys() & want.keys()) if have[p] != want[p]]
-  problems += [f"{p} is missing from the checkpoint" for p in sorted(want.keys() - have.keys())]
+              for p in params_first(have.keys() & want.keys()) if have[p] != want[p]]
+  problems += [f"{p} is missing from the checkpoint"
+               for p in params_first(want.keys() - have.keys())]
   problems += [f"{p} is in the checkpoint but not in the model"
-               for p in sorted(have.keys() - want.keys())]
+               for p in params_first(have.keys() - want.keys())]
   if problems:
     shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4
                                        else "")

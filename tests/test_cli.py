@@ -1,0 +1,93 @@
+"""`python -m jaxlearn.main` as a user runs it: exit codes, messages, Ctrl-C and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT, make_fake_mnist
+
+CONFIG = os.path.join("configs", "mnist_lenet.py")
+
+
+def _env(**extra):
+  env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", **extra)
+  env.pop("JAXLEARN_DATA_DIR", None)
+  return env
+
+
+def _main(*args, env=None):
+  return subprocess.run([sys.executable, "-m", "jaxlearn.main", f"--config={CONFIG}", *args],
+                        cwd=PROJECT_ROOT, env=env or _env(), capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_unknown_config_key_names_it_and_its_siblings(tmp_path):
+  result = _main(f"--workdir={tmp_path}", "--config.optimizer.lr=0.1")
+  assert result.returncode == 2
+  assert ("Unknown config key 'config.optimizer.lr' in '--config.optimizer.lr=0.1'. "
+          "config.optimizer has: b1, b2, eps, learning_rate,") in result.stderr
+  assert not os.listdir(tmp_path)
+
+
+def test_no_data_source_says_how_to_get_the_files(tmp_path):
+  if _tfds_installed():
+    pytest.skip("tensorflow-datasets is installed, so TFDS would be tried")
+  result = _main(f"--workdir={tmp_path / 'w'}")
+  assert result.returncode == 2
+  assert "jaxlearn: error: No mnist data: no data root is set" in result.stderr
+  assert "pass --config.data.dir=ROOT (or set JAXLEARN_DATA_DIR=ROOT)" in result.stderr
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_batch_size_not_divisible_by_devices(tmp_path):
+  root = make_fake_mnist(tmp_path / "data")
+  env = _env(XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  result = _main(f"--workdir={tmp_path / 'w'}", f"--config.data.dir={root}",
+                 "--config.batch_size=100", env=env)
+  assert result.returncode == 2
+  assert ("config.batch_size=100 is not divisible by the 8 devices the batch is split over; "
+          "set --config.batch_size to a multiple of 8 (e.g. 96).") in result.stderr
+
+
+def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
+  root = make_fake_mnist(tmp_path / "data", num_train=12800, num_test=320)
+  args = [sys.executable, "-m", "jaxlearn.main", f"--config={CONFIG}", f"--workdir={tmp_path / 'w'}",
+          f"--config.data.dir={root}", "--config.batch_size=64", "--config.num_epochs=2",
+          "--config.log_every_steps=5", "--config.progress_bar=false"]
+  process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=_env(), stderr=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+  seen = []
+  for line in process.stderr:
+    seen.append(line)
+    if "step 20 train" in line:
+      process.send_signal(signal.SIGINT)
+      break
+  rest, _ = process.communicate(timeout=120)[::-1]
+  log = "".join(seen) + rest
+  assert process.returncode == 130, log
+  stopped_at = int(log.split("Stopped at step ")[1].split(";")[0])
+  assert 20 <= stopped_at < 360  # 180 steps per epoch, 2 epochs.
+  latest = os.listdir(tmp_path / "w" / "checkpoints" / "latest")
+  assert latest == [str(stopped_at)]
+
+  resumed = subprocess.run(args, cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True,
+                           timeout=300)
+  assert resumed.returncode == 0, resumed.stderr
+  epoch = stopped_at // 180 + 1
+  assert f"Resuming from {tmp_path / 'w' / 'checkpoints'} at step {stopped_at} (epoch {epoch})" \
+      in resumed.stderr
+  summary = json.loads(resumed.stdout[resumed.stdout.index("{"):])
+  assert summary["epochs_run"] == 2
+  assert summary["test_accuracy"] > 0.9
+
+
+def _tfds_installed() -> bool:
+  try:
+    import tensorflow_datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return False
+  return True

@@ -1,0 +1,174 @@
+"""The loop end to end on a tiny generated dataset: outputs, resume, best checkpoint, failures."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+
+from jaxlearn import checkpoint, parallel, train
+from jaxlearn.data import pipeline, sources
+from jaxlearn.errors import CheckpointError, NonFiniteLossError
+
+
+def _files(directory) -> dict[str, bytes]:
+  out = {}
+  for root, _, names in os.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      with open(path, "rb") as f:
+        out[os.path.relpath(path, directory)] = f.read()
+  return out
+
+
+def _steps(workdir, series) -> list[int]:
+  return sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints", series)))
+
+
+def test_run_writes_summary_metrics_tensorboard_and_both_checkpoints(small_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  summary = train.train_and_evaluate(small_config, workdir)
+
+  with open(os.path.join(workdir, "summary.json")) as f:
+    on_disk = json.load(f)
+  for key in ("test_accuracy", "best_val_accuracy", "best_epoch", "epochs_run", "train_seconds",
+              "config"):
+    assert key in on_disk
+  assert on_disk["epochs_run"] == 2 and on_disk["config"]["batch_size"] == 64
+  assert summary["test_accuracy"] > 0.5  # The fake classes are bars at distinct rows.
+
+  events = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"))
+  events.Reload()
+  tags = events.Tags()["scalars"]
+  for tag in ("train/loss", "train/accuracy", "train/learning_rate", "train/grad_norm",
+              "val/accuracy", "test/accuracy"):
+    assert tag in tags
+  assert [e.step for e in events.Scalars("val/accuracy")] == [9, 18]  # 576 // 64 steps/epoch.
+
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    lines = [json.loads(line) for line in f]
+  assert {line["split"] for line in lines} == {"train", "val", "test"}
+  assert all(np.isfinite(line["loss"]) for line in lines)
+
+  assert _steps(workdir, "latest") == [9, 18]  # The newest two.
+  assert _steps(workdir, "best") == [9 * on_disk["best_epoch"]]
+
+
+def test_best_checkpoint_holds_the_best_validation_epoch(small_config, tmp_path):
+  small_config.num_epochs = 3
+  workdir = str(tmp_path / "run")
+  summary = train.train_and_evaluate(small_config, workdir)
+  history = summary["history"]
+  best = max(history, key=lambda h: h["val_accuracy"])
+  assert summary["best_epoch"] == best["epoch"]
+  assert summary["best_val_accuracy"] == best["val_accuracy"]
+
+  # Evaluating the restored best checkpoint reproduces its validation accuracy.
+  mesh = parallel.make_mesh()
+  splits = pipeline.make_splits(sources.load_raw(small_config.data), small_config.data, 0)
+  state = train.create_state(small_config, 9)
+  restored, progress = checkpoint.Checkpoints(workdir).restore_best(state)
+  assert progress["best_epoch"] == best["epoch"]
+  _, eval_batch = train.compile_steps(mesh)
+  val = train.evaluate(eval_batch, jax.device_put(restored, parallel.replicated(mesh)),
+                       pipeline.make_eval_batches(splits.val, 80, mesh))
+  assert val["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
+
+
+def test_rerun_resumes_from_latest_and_keeps_history(small_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  small_config.num_epochs = 1
+  first = train.train_and_evaluate(small_config, workdir)
+  small_config.num_epochs = 3
+  resumed = train.train_and_evaluate(small_config, workdir)
+  assert resumed["epochs_run"] == 3
+  assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+  assert resumed["history"][0] == first["history"][0]
+  assert _steps(workdir, "latest") == [18, 27]
+
+
+def test_resumed_run_equals_uninterrupted_run(small_config, tmp_path):
+  straight = train.train_and_evaluate(small_config, str(tmp_path / "straight"))
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, str(tmp_path / "split"))
+  small_config.num_epochs = 2
+  resumed = train.train_and_evaluate(small_config, str(tmp_path / "split"))
+  assert resumed["history"][1]["val_loss"] == pytest.approx(straight["history"][1]["val_loss"],
+                                                            rel=1e-5)
+
+
+def test_checkpoint_of_another_model_is_refused_and_workdir_untouched(small_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, workdir)
+  before = _files(workdir)
+  small_config.model.num_classes = 12
+  with pytest.raises(CheckpointError) as error:
+    train.train_and_evaluate(small_config, workdir)
+  message = str(error.value)
+  assert "does not match the configured model and optimizer" in message
+  assert "params/fc2/kernel is (84, 10) in the checkpoint but (84, 12) in the model" in message
+  assert "Use a new --workdir" in message
+  assert _files(workdir) == before
+
+
+def test_corrupt_checkpoint_is_reported(small_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, workdir)
+  step_dir = os.path.join(workdir, "checkpoints", "latest", "9")
+  for root, _, names in os.walk(step_dir):
+    for name in names:
+      with open(os.path.join(root, name), "wb") as f:
+        f.write(b"garbage")
+  small_config.num_epochs = 2
+  with pytest.raises(CheckpointError, match="could not be read .* corrupt or incomplete. Move "
+                     "that step directory aside"):
+    train.train_and_evaluate(small_config, workdir)
+
+
+def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small_config,
+                                                                         tmp_path):
+  workdir = str(tmp_path / "run")
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, workdir)
+  small_config.num_epochs = 2
+  small_config.optimizer.learning_rate = 1e12
+  with pytest.raises(NonFiniteLossError, match=r"The training loss became nan by step \d+\. "
+                     r"Likely causes: a learning rate too high .*learning_rate=1000000000000\.0"):
+    train.train_and_evaluate(small_config, workdir)
+  assert _steps(workdir, "latest") == [9]
+  assert _steps(workdir, "best") == [9]
+
+
+def test_an_epoch_after_the_first_compiles_nothing(small_config):
+  compiles = []
+  jax.monitoring.register_event_duration_secs_listener(
+      lambda event, duration, **kw: compiles.append(event)
+      if event == "/jax/core/compile/backend_compile_duration" else None)
+  mesh = parallel.make_mesh()
+  splits = pipeline.make_splits(sources.load_raw(small_config.data), small_config.data, 0)
+  state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
+  train_batch, _ = train.compile_steps(mesh)
+  batcher = pipeline.make_epoch_batcher(64, mesh)
+  arrays = pipeline.to_device(splits.train, mesh).arrays
+
+  class NoStop:
+    requested = False
+
+  class NullReporter:
+    def write(self, *args):
+      pass
+
+  def epoch(state, number):
+    batches = batcher(arrays, jax.random.PRNGKey(number))
+    return train.train_epoch(state, train_batch, batches, 0, 9, small_config, number,
+                             NullReporter(), NoStop())[0]
+
+  state = epoch(state, 0)
+  compiled_in_first = len(compiles)
+  state = epoch(state, 1)
+  assert compiled_in_first > 0
+  assert len(compiles) == compiled_in_first
