@@ -1,0 +1,18 @@
+"""The README's research-code example runs as written."""
+
+import re
+
+from tests.conftest import PROJECT_ROOT
+
+
+def test_readme_research_example_runs():
+  readme = (PROJECT_ROOT / "README.md").read_text()
+  section = readme.split("## Using the step in research code", 1)[1]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  assert int(namespace["state"].step) == 1
+  assert set(namespace["metrics"].compute()) == {"loss", "accuracy", "learning_rate",
+                                                 "grad_norm", "param_norm"}
+  assert float(namespace["metrics"].compute()["learning_rate"]) == 1e-3 or abs(
+      float(namespace["metrics"].compute()["learning_rate"]) - 1e-3) < 1e-9
