@@ -176,3 +176,40 @@ def test_unknown_dataset_name_is_reported():
   config.name = "mnsit"
   with pytest.raises(ConfigError, match="Unknown dataset 'mnsit'.*'fashion_mnist', 'mnist'"):
     sources.load_raw(config)
+
+
+class _FakeTfds:
+  """Stands in for tensorflow_datasets: `load` returns arrays or raises like offline TFDS."""
+
+  def __init__(self, error=None):
+    self.error, self.calls = error, []
+
+  def load(self, name, **kwargs):
+    self.calls.append((name, kwargs))
+    if self.error:
+      raise self.error
+    make = lambda n: (np.zeros((n, 28, 28, 1), np.uint8), np.arange(n) % 10)
+    return [make(6), make(4)]
+
+  @staticmethod
+  def as_numpy(tree):
+    return tree
+
+
+def test_tfds_source_returns_the_same_arrays_as_local_files(monkeypatch):
+  fake = _FakeTfds()
+  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  raw = sources.load_raw(default_config().data)
+  assert raw["train"][0].shape == (6, 28, 28, 1) and raw["train"][0].dtype == np.uint8
+  assert raw["test"][1].dtype == np.int32
+  assert fake.calls[0][0] == "mnist" and fake.calls[0][1]["split"] == ["train", "test"]
+
+
+def test_tfds_failing_offline_says_how_to_get_the_files(monkeypatch):
+  fake = _FakeTfds(error=ConnectionError("Failed to resolve host"))
+  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  with pytest.raises(DataError, match=r"No mnist data: TFDS could not load or download it "
+                     r"\(Failed to resolve host\)\. Either put the four IDX files"):
+    sources.load_raw(default_config().data)
