@@ -20,9 +20,11 @@ class Reporter:
     self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
     self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
 
-  def write(self, step: int, split: str, scalars: dict[str, float]) -> None:
-    logging.info("step %d %s: %s", step, split,
-                 ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))
+  def write(self, step: int, split: str, scalars: dict[str, float], echo: bool = True) -> None:
+    """Records `scalars`; `echo=False` keeps them out of the log (a progress bar shows them)."""
+    if echo:
+      logging.info("step %d %s: %s", step, split,
+                   ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f"{split}/{name}", value, step)
     self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")

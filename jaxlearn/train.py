@@ -53,7 +53,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   checkpoints = checkpoint.Checkpoints(workdir)
   state, saved = checkpoints.restore_latest(state)
   progress = Progress(**saved) if saved else Progress()
-  if saved:
+  if saved and progress.epochs_done >= config.num_epochs:
+    logging.info("%s already holds all %d epochs; testing its best checkpoint. Raise "
+                 "--config.num_epochs to train on.", checkpoints.directory, config.num_epochs)
+  elif saved:
     logging.info("Resuming from %s at step %d (epoch %d).", checkpoints.directory,
                  int(state.step), progress.epochs_done + 1)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
@@ -156,7 +159,7 @@ def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config
       scalars = _scalars(merged)
       scalars["images_per_second"] = len(window) * config.batch_size / (time.time() - window_start)
       check_finite(scalars["loss"], int(state.step), config)
-      reporter.write(int(state.step), "train", scalars)
+      reporter.write(int(state.step), "train", scalars, echo=bool(bar.disable))
       bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",
                       img_s=f"{scalars['images_per_second']:.0f}")
       epoch_metrics = merged if epoch_metrics is None else epoch_metrics.merge(merged)
