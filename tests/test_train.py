@@ -147,9 +147,12 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small
 
 def test_an_epoch_after_the_first_compiles_nothing(small_config):
   compiles = []
-  jax.monitoring.register_event_duration_secs_listener(
-      lambda event, duration, **kw: compiles.append(event)
-      if event == "/jax/core/compile/backend_compile_duration" else None)
+
+  def count_compiles(event, duration, **kwargs):
+    del duration, kwargs
+    if event == "/jax/core/compile/backend_compile_duration":
+      compiles.append(event)
+
   mesh = parallel.make_mesh()
   splits = pipeline.make_splits(sources.load_raw(small_config.data), small_config.data, 0)
   state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
@@ -161,16 +164,20 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
     requested = False
 
   class NullReporter:
-    def write(self, *args):
+    def write(self, *args, **kwargs):
       pass
 
-  def epoch(state, number):
+  def epoch(state, number, first_step):
     batches = batcher(arrays, jax.random.PRNGKey(number))
-    return train.train_epoch(state, train_batch, batches, 0, 9, small_config, number,
+    return train.train_epoch(state, train_batch, batches, first_step, 9, small_config, number,
                              NullReporter(), NoStop())[0]
 
-  state = epoch(state, 0)
-  compiled_in_first = len(compiles)
-  state = epoch(state, 1)
+  jax.monitoring.register_event_duration_secs_listener(count_compiles)
+  try:
+    state = epoch(state, 0, first_step=7)  # Two steps (batches 7 and 8): compiles all.
+    compiled_in_first = len(compiles)
+    state = epoch(state, 1, first_step=0)  # Batches 0-8, none seen before: compiles nothing.
+  finally:
+    jax.monitoring.unregister_event_duration_listener(count_compiles)
   assert compiled_in_first > 0
   assert len(compiles) == compiled_in_first
