@@ -71,7 +71,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     with interrupts.catch_stop_signals() as stop:
       for epoch in range(progress.epochs_done, config.num_epochs):
         started = time.time()
-        batches = batcher(train_data.arrays, pipeline.epoch_key(data_key, epoch))
+        batches = batcher(train_data, pipeline.epoch_key(data_key, epoch))
         first = int(state.step) - epoch * steps_per_epoch
         state, train_metrics = train_epoch(state, train_batch, batches, first, steps_per_epoch,
                                            config, epoch, reporter, stop)

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from tests.conftest import PROJECT_ROOT
 
 
@@ -14,5 +16,4 @@ def test_readme_research_example_runs():
   assert int(namespace["state"].step) == 1
   assert set(namespace["metrics"].compute()) == {"loss", "accuracy", "learning_rate",
                                                  "grad_norm", "param_norm"}
-  assert float(namespace["metrics"].compute()["learning_rate"]) == 1e-3 or abs(
-      float(namespace["metrics"].compute()["learning_rate"]) - 1e-3) < 1e-9
+  assert float(namespace["metrics"].compute()["learning_rate"]) == pytest.approx(1e-3)

@@ -158,7 +158,7 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
   state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
   train_batch, _ = train.compile_steps(mesh)
   batcher = pipeline.make_epoch_batcher(64, mesh)
-  arrays = pipeline.to_device(splits.train, mesh).arrays
+  arrays = pipeline.to_device(splits.train, mesh)
 
   class NoStop:
     requested = False

@@ -73,14 +73,9 @@ def _split_by_ratios(raw, ratios: str, rng):
   return tuple(tuple(a[idx] for a in pooled) for idx in np.split(order, ends.round().astype(int)))
 
 
-class DeviceSplit(NamedTuple):
-  """A split on the devices, with what a loop needs to know about it."""
-  arrays: dict  # leaves replicated on every device
-  num_examples: int
-
-
-def to_device(split: Split, mesh) -> DeviceSplit:
-  return DeviceSplit(jax.device_put(split, parallel.replicated(mesh)), len(split["targets"]))
+def to_device(split: Split, mesh) -> dict:
+  """The split's arrays, replicated on every device (the batcher picks each batch there)."""
+  return jax.device_put(split, parallel.replicated(mesh))
 
 
 def make_epoch_batcher(batch_size: int, mesh):
