@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import optax
 
 
-# flax >= 0.12 renamed `nnx.pure` (State of Variables -> State of plain arrays).
+# `nnx.pure` (State of Variables -> State of plain arrays) is `nnx.as_pure` in newer flax.
 _as_arrays = getattr(nnx, "as_pure", None) or nnx.pure
 
 
