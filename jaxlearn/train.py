@@ -75,12 +75,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
         first = int(state.step) - epoch * steps_per_epoch
         state, train_metrics = train_epoch(state, train_batch, batches, first, steps_per_epoch,
                                            config, epoch, reporter, stop)
-        if stop.requested:
+        if int(state.step) < (epoch + 1) * steps_per_epoch:  # Stopped mid-epoch.
           progress.train_seconds += time.time() - started
           checkpoints.save_latest(state, dataclasses.asdict(progress))
-          raise TrainingInterrupted(
-              f"Stopped at step {int(state.step)}; the latest checkpoint in "
-              f"{checkpoints.directory} holds it. Rerun the same command to resume.")
+          raise _interrupted(state, checkpoints)
         val_metrics = evaluate(eval_batch, state, val_batches)
         reporter.write(int(state.step), "val", val_metrics)
         improved = record_epoch(progress, epoch, train_metrics, val_metrics, config,
@@ -88,6 +86,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
         if improved:
           checkpoints.save_best(state, dataclasses.asdict(progress))
         checkpoints.save_latest(state, dataclasses.asdict(progress))
+        if stop.requested:  # Arrived during the epoch's last step, validation or saving.
+          raise _interrupted(state, checkpoints)
 
     best_state, _ = checkpoints.restore_best(state)
     test_batches = pipeline.make_eval_batches(splits.test, config.eval_batch_size, mesh)
@@ -99,6 +99,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   summary = make_summary(config, progress, test_metrics)
   _write_json(os.path.join(workdir, "summary.json"), summary)
   return summary
+
+
+def _interrupted(state, checkpoints) -> TrainingInterrupted:
+  return TrainingInterrupted(
+      f"Stopped at step {int(state.step)}; the latest checkpoint in {checkpoints.directory} "
+      "holds it. Rerun the same command to resume.")
 
 
 def check_config(config, num_devices: int) -> None:

@@ -181,3 +181,24 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
     jax.monitoring.unregister_event_duration_listener(count_compiles)
   assert compiled_in_first > 0
   assert len(compiles) == compiled_in_first
+
+
+def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tmp_path,
+                                                                 monkeypatch):
+  """Ctrl-C during an epoch's last step (or its validation) must not leave a half-done epoch."""
+  real_train_epoch = train.train_epoch
+
+  def epoch_then_ctrl_c(*args):
+    result = real_train_epoch(*args)
+    args[-1].requested = True  # The signal arrives once the epoch's last step has run.
+    return result
+
+  workdir = str(tmp_path / "run")
+  monkeypatch.setattr(train, "train_epoch", epoch_then_ctrl_c)
+  with pytest.raises(train.TrainingInterrupted, match="Stopped at step 9"):
+    train.train_and_evaluate(small_config, workdir)
+  assert _steps(workdir, "latest") == [9] and _steps(workdir, "best") == [9]
+
+  monkeypatch.setattr(train, "train_epoch", real_train_epoch)
+  summary = train.train_and_evaluate(small_config, workdir)
+  assert [h["epoch"] for h in summary["history"]] == [1, 2]
