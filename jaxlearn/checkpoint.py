@@ -7,6 +7,7 @@ small JSON record of the loop's progress (epoch, best metric so far, history).
 
 import os
 
+from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
@@ -80,16 +81,58 @@ def _restore(manager, state: TrainState) -> tuple[TrainState, dict | None]:
   return state.replace(**restored["state"]), restored["progress"]
 
 
+def load_matching_params(source: str, params):
+  """`params` with each array whose path and shape match one in `source`'s best checkpoint.
+
+  For transfer learning: `source` is another run's workdir (or a checkpoint
+  series such as WORKDIR/checkpoints/best); the rest (say, a classifier head of
+  another size) keep their fresh initialisation. Returns (params, names copied,
+  names kept).
+  """
+  source = os.path.abspath(source)
+  best = os.path.join(source, "checkpoints", "best")
+  directory = best if os.path.isdir(best) else source
+  manager = _manager(directory, max_to_keep=1) if os.path.isdir(directory) else None
+  step = manager.latest_step() if manager else None
+  if step is None:
+    raise CheckpointError(f"No checkpoint found in {source} (config.init.from_checkpoint); "
+                          "pass a run's workdir or its checkpoints/best directory.")
+  try:
+    stored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  except Exception as e:
+    raise _corrupt(os.path.join(directory, str(step)), e) from e
+  finally:
+    manager.close()
+  flat, _ = jax.tree_util.tree_flatten_with_path(stored["state"]["params"])
+  source_params = {path_name(path): leaf for path, leaf in flat}
+  copied, kept = [], []
+
+  def take(path, leaf):
+    name = path_name(path)
+    if name in source_params and source_params[name].shape == leaf.shape:
+      copied.append(name)
+      return jax.numpy.asarray(source_params[name], leaf.dtype)
+    kept.append(name)
+    return leaf
+
+  params = jax.tree_util.tree_map_with_path(take, params)
+  logging.info("Copied %d parameter arrays from %s; %d keep their init%s.", len(copied),
+               directory, len(kept), f" ({', '.join(kept)})" if kept else "")
+  return params, copied, kept
+
+
+def path_name(path) -> str:
+  """'conv1/kernel' for a pytree key path."""
+  parts = []
+  for key in path:
+    parts.append(next((str(getattr(key, attr)) for attr in ("key", "name", "idx")
+                       if hasattr(key, attr)), str(key)))
+  return "/".join(parts)
+
+
 def _shapes_by_path(tree) -> dict[str, tuple]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-  return {"/".join(_key_name(k) for k in path): tuple(leaf.shape) for path, leaf in flat}
-
-
-def _key_name(key) -> str:
-  for attr in ("key", "name", "idx"):
-    if hasattr(key, attr):
-      return str(getattr(key, attr))
-  return str(key)
+  return {path_name(path): tuple(leaf.shape) for path, leaf in flat}
 
 
 def _check_matches(stored, target, where: str) -> None:

@@ -31,6 +31,26 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.name = "lenet5"
   config.model.num_classes = 10
 
+  # The task picks the metrics; the loss defaults to the task's own.
+  config.task = "classification"
+  config.loss = ml_collections.ConfigDict()
+  config.loss.name = ""  # empty: the task's default; else see jaxlearn.losses.LOSSES
+  config.loss.label_smoothing = 0.0  # cross_entropy, binary_cross_entropy
+  config.loss.gamma = 2.0  # focal, binary_focal
+  config.loss.alpha = ml_collections.config_dict.placeholder(float)  # focal class weight
+  config.loss.delta = 1.0  # huber
+
+  # Per layer kind: default (the layer's own) | zeros | normal | xavier_uniform |
+  # xavier_normal | kaiming_uniform | kaiming_normal | lecun_uniform | lecun_normal.
+  config.init = ml_collections.ConfigDict()
+  config.init.linear = "default"
+  config.init.conv = "default"
+  config.init.embed = "default"
+  config.init.normal_stddev = 0.01  # the `normal` scheme's sigma
+  # A workdir (or its checkpoints/best) to copy matching parameters from
+  # (transfer learning); parameters whose name or shape differ keep their init.
+  config.init.from_checkpoint = ""
+
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
@@ -39,23 +59,64 @@ def default_config() -> ml_collections.ConfigDict:
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
   config.optimizer.eps = 1e-8
+  # adamw, lion: decoupled weight decay; the others: PyTorch's `weight_decay`
+  # (an L2 penalty's gradient). Biases and normalisation scales are never decayed.
   config.optimizer.weight_decay = 0.0
+  config.optimizer.clip_norm = 0.0  # clip gradients to this global norm; 0: off
+  config.optimizer.clip_value = 0.0  # clip each gradient entry to +-this; 0: off
+  # Average gradients over k batches before each update (a k-times larger batch).
+  config.optimizer.accumulate_steps = 1
 
+  # PyTorch's lr_scheduler names and units (see jaxlearn.optim.SCHEDULES).
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "constant"
-  config.schedule.warmup_epochs = 0.0
-  config.schedule.min_lr = 0.0  # cosine's eta_min
+  config.schedule.warmup_epochs = 0.0  # linear warm-up from 0, before any schedule
+  config.schedule.step_size = 10  # step: epochs per decay
+  config.schedule.milestones = (30, 80)  # multistep: epochs
+  config.schedule.gamma = 0.1  # step, multistep, exponential
+  config.schedule.t_max = 0  # cosine: epochs of the half period; 0: the whole run
+  config.schedule.min_lr = 0.0  # cosine's eta_min, plateau's min_lr
   config.schedule.pct_start = 0.3  # one_cycle
   config.schedule.div_factor = 25.0  # one_cycle
   config.schedule.final_div_factor = 1e4  # one_cycle
+  config.schedule.base_lr = 1e-4  # cyclic: the lower bound (the optimizer's rate is max_lr)
+  config.schedule.step_size_up = 2000  # cyclic: optimizer steps
+  config.schedule.step_size_down = 0  # cyclic: 0 means step_size_up
+  # lambda: a Python callable epoch -> factor, set in a config file;
+  # lr = base * f(epoch) (LambdaLR), or the product of f(1..epoch) if multiplicative.
+  config.schedule.lr_lambda = None
+  config.schedule.multiplicative = False
+  config.schedule.factor = 0.1  # plateau: on config.monitor, with config.monitor_mode
+  config.schedule.patience = 10  # plateau
+  config.schedule.threshold = 1e-4  # plateau
+  config.schedule.threshold_mode = "rel"  # plateau: rel | abs
+  config.schedule.cooldown = 0  # plateau
+
+  # Mixed precision: "bf16" computes in bfloat16 with float32 parameters,
+  # optimizer state and loss; "fp32" computes in float32.
+  config.precision = "fp32"
+  # Exponential moving average of the weights, used for evaluation; 0: off.
+  config.ema_decay = 0.0
 
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = 10
 
-  # The validation metric that picks the best checkpoint.
+  # The validation metric that picks the best checkpoint and drives early
+  # stopping and the plateau schedule.
   config.monitor = "accuracy"
   config.monitor_mode = "max"  # max | min
+  # Stop when config.monitor has not improved by more than min_delta for
+  # `patience` epochs; the best checkpoint is what gets tested. 0: off.
+  config.early_stopping = ml_collections.ConfigDict()
+  config.early_stopping.patience = 0
+  config.early_stopping.min_delta = 0.0
+
+  # A non-finite loss or gradient: "stop" the run (the last good checkpoint
+  # is kept), or "skip" the step and go on, stopping only after
+  # `max_consecutive_nonfinite` skipped steps in a row.
+  config.on_nonfinite = "stop"
+  config.max_consecutive_nonfinite = 10
 
   config.log_every_steps = 100
   config.progress_bar = True

@@ -14,16 +14,21 @@ Example:
 """
 
 import jax
+import jax.numpy as jnp
 import optax
 
-from jaxlearn import optim
+from jaxlearn import losses, optim
 from jaxlearn.state import TrainState
 from jaxlearn.tasks import CLASSIFICATION, Task
 
 
 def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
-               axis_name: str | None = None):
-  """One optimizer step on `batch` ({"inputs", "targets"}); returns (new state, metrics)."""
+               axis_name: str | None = None, skip_nonfinite: bool = False):
+  """One optimizer step on `batch` ({"inputs", "targets"}, optional per-example "weights").
+
+  Returns (new state, metrics). With `skip_nonfinite`, a step whose loss or
+  gradient is NaN/Inf leaves everything but the step count unchanged.
+  """
   # A fresh key per step (for dropout) without carrying a split key in the state.
   step_rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:
@@ -31,27 +36,50 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
 
   def loss_fn(params):
     outputs, model_state = state.apply_model(params, batch["inputs"], train=True, rng=step_rng)
-    losses = task.loss(outputs, batch["targets"])
-    return losses.mean(), (losses, outputs, model_state)
+    per_example = task.loss(outputs, batch["targets"])
+    loss = losses.weighted_mean(per_example, batch.get("weights"))
+    return loss, (per_example, outputs, model_state)
 
-  grads, (losses, outputs, model_state) = jax.grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  (loss, (per_example, outputs, model_state)), grads = grad_fn(state.params)
   if axis_name is not None:  # Under pmap; with jit + sharding XLA adds this itself.
     grads = jax.lax.pmean(grads, axis_name)
     model_state = jax.lax.pmean(model_state, axis_name)
+  grad_norm = optax.tree.norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+  if axis_name is not None:  # Every device skips, or none.
+    finite = jax.lax.pmin(finite.astype(jnp.int32), axis_name).astype(bool)
+
   updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  new_state = state.replace(step=state.step + 1, params=params, model_state=model_state,
-                            opt_state=opt_state)
-  metrics = _metrics(task.train_metrics, axis_name, loss=losses, logits=outputs,
-                     labels=batch["targets"], learning_rate=_learning_rate(opt_state),
-                     grad_norm=optax.tree.norm(grads), param_norm=optax.tree.norm(params))
+  new_state = state.replace(params=params, model_state=model_state, opt_state=opt_state,
+                            ema_params=_updated_ema(state, params, opt_state))
+  if skip_nonfinite:
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
+  new_state = new_state.replace(step=state.step + 1)
+
+  mask = jnp.broadcast_to(finite, per_example.shape) if skip_nonfinite else None
+  metrics = _metrics(task.train_metrics, axis_name, loss=per_example, logits=outputs,
+                     labels=batch["targets"], mask=mask,
+                     learning_rate=_learning_rate(opt_state), grad_norm=grad_norm,
+                     param_norm=optax.tree.norm(new_state.params), nonfinite=~finite)
   return new_state, metrics
+
+
+def _updated_ema(state: TrainState, params, opt_state):
+  """The weights' moving average, advanced only by steps that changed the weights."""
+  if state.ema_params is None:
+    return None
+  decay = state.ema_decay
+  moved = jax.tree.map(lambda e, p: decay * e + (1 - decay) * p, state.ema_params, params)
+  applied = optim.applied_update(opt_state)
+  return jax.tree.map(lambda new, old: jnp.where(applied, new, old), moved, state.ema_params)
 
 
 def eval_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
               axis_name: str | None = None):
-  """Metrics of the model in eval mode on `batch`; an optional `mask` marks padding with 0."""
-  outputs, _ = state.apply_model(state.params, batch["inputs"], train=False)
+  """Metrics of the model in eval mode (EMA weights if kept); a `mask` marks padding with 0."""
+  outputs, _ = state.apply_model(state.eval_params, batch["inputs"], train=False)
   return _metrics(task.eval_metrics, axis_name, loss=task.loss(outputs, batch["targets"]),
                   logits=outputs, labels=batch["targets"], mask=batch.get("mask"))
 

@@ -8,20 +8,24 @@ parses flags and calls it. Rerunning it on the same workdir resumes from the
 import dataclasses
 import functools
 import json
-import math
 import os
 import time
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
-from jaxlearn import checkpoint, data, interrupts, optim, parallel, reporting, state as state_lib
+from jaxlearn import checkpoint, data, init, interrupts, optim, parallel, reporting, tasks
+from jaxlearn import state as state_lib
 from jaxlearn.data import pipeline
 from jaxlearn.errors import ConfigError, NonFiniteLossError
 from jaxlearn.models import create_model
 from jaxlearn.step import eval_step, train_step
 from jaxlearn.tasks import CLASSIFICATION
+
+# config.precision -> the dtype the forward pass computes in (None: the parameters').
+PRECISIONS = {"fp32": None, "bf16": jnp.bfloat16}
 
 
 @dataclasses.dataclass
@@ -32,6 +36,8 @@ class Progress:
   best_epoch: int = 0
   train_seconds: float = 0.0
   history: list = dataclasses.field(default_factory=list)
+  plateau: dict = dataclasses.field(default_factory=dict)  # see optim.plateau_update
+  stop_reason: str = ""  # set once training has ended early
 
 
 class TrainingInterrupted(Exception):
@@ -42,6 +48,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary."""
   mesh = parallel.make_mesh()
   check_config(config, jax.device_count())
+  task = tasks.make_task(config)
   splits = data.make_splits(data.load_raw(config.data), config.data, config.seed)
   steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]), config.batch_size)
   state = jax.device_put(create_state(config, steps_per_epoch), parallel.replicated(mesh))
@@ -53,7 +60,10 @@ def train_and_evaluate(config, workdir: str) -> dict:
   checkpoints = checkpoint.Checkpoints(workdir)
   state, saved = checkpoints.restore_latest(state)
   progress = Progress(**saved) if saved else Progress()
-  if saved and progress.epochs_done >= config.num_epochs:
+  if progress.stop_reason:
+    logging.info("%s holds a run that stopped early (%s); testing its best checkpoint.",
+                 checkpoints.directory, progress.stop_reason)
+  elif saved and progress.epochs_done >= config.num_epochs:
     logging.info("%s already holds all %d epochs; testing its best checkpoint. Raise "
                  "--config.num_epochs to train on.", checkpoints.directory, config.num_epochs)
   elif saved:
@@ -61,7 +71,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                  int(state.step), progress.epochs_done + 1)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
-  train_batch, eval_batch = compile_steps(mesh)
+  train_batch, eval_batch = compile_steps(mesh, task, config.on_nonfinite == "skip")
   train_data = pipeline.to_device(splits.train, mesh)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
@@ -69,7 +79,8 @@ def train_and_evaluate(config, workdir: str) -> dict:
   reporter = reporting.Reporter(workdir)
   try:
     with interrupts.catch_stop_signals() as stop:
-      for epoch in range(progress.epochs_done, config.num_epochs):
+      for epoch in range(progress.epochs_done,
+                         config.num_epochs if not progress.stop_reason else 0):
         started = time.time()
         batches = batcher(train_data, pipeline.epoch_key(data_key, epoch))
         first = int(state.step) - epoch * steps_per_epoch
@@ -85,9 +96,15 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                 time.time() - started)
         if improved:
           checkpoints.save_best(state, dataclasses.asdict(progress))
+        if config.schedule.name == "plateau":
+          state = lower_lr_on_plateau(state, progress, val_metrics[config.monitor], config)
+        progress.stop_reason = early_stopping_reason(progress, config)
         checkpoints.save_latest(state, dataclasses.asdict(progress))
         if stop.requested:  # Arrived during the epoch's last step, validation or saving.
           raise _interrupted(state, checkpoints)
+        if progress.stop_reason:
+          logging.info("Stopping early: %s.", progress.stop_reason)
+          break
 
     best_state, _ = checkpoints.restore_best(state)
     test_batches = pipeline.make_eval_batches(splits.test, config.eval_batch_size, mesh)
@@ -115,19 +132,38 @@ def check_config(config, num_devices: int) -> None:
     raise ConfigError(f"config.monitor_mode={config.monitor_mode!r}; use 'min' or 'max'.")
   if config.num_epochs < 1:
     raise ConfigError(f"config.num_epochs={config.num_epochs}; train for at least 1 epoch.")
+  if config.precision not in PRECISIONS:
+    raise ConfigError(f"config.precision={config.precision!r}; use one of {sorted(PRECISIONS)}.")
+  if config.on_nonfinite not in ("stop", "skip"):
+    raise ConfigError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'stop' or 'skip'.")
+  if not 0 <= config.ema_decay < 1:
+    raise ConfigError(f"config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1) "
+                      "such as 0.999.")
 
 
 def create_state(config, steps_per_epoch: int) -> state_lib.TrainState:
-  """The model, optimizer and schedule of `config`, initialised from its seed."""
+  """The model, optimizer and schedule of `config`, initialised from its seed.
+
+  `steps_per_epoch` counts batches; with gradient accumulation the schedule
+  counts optimizer updates, `accumulate_steps` batches each.
+  """
   model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
   model = create_model(config.model, nnx.Rngs(params=model_key))
+  init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
+  updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
   schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
-                                 steps_per_epoch, steps_per_epoch * config.num_epochs)
+                                 updates_per_epoch, updates_per_epoch * config.num_epochs)
   tx = optim.make_optimizer(config.optimizer, schedule)
-  return state_lib.create_train_state(model, tx, step_key)
+  options = dict(ema_decay=config.ema_decay, compute_dtype=PRECISIONS[config.precision])
+  state = state_lib.create_train_state(model, tx, step_key, **options)
+  if config.init.from_checkpoint:
+    params, _, _ = checkpoint.load_matching_params(config.init.from_checkpoint, state.params)
+    model = nnx.merge(state.graphdef, params, state.model_state)
+    state = state_lib.create_train_state(model, tx, step_key, **options)
+  return state
 
 
-def compile_steps(mesh, task=CLASSIFICATION):
+def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False):
   """jit-compiled `train_step`/`eval_step` on batch `i` of a stack already on the devices.
 
   Picking the batch inside the compiled step keeps one dispatch per step and no
@@ -139,7 +175,7 @@ def compile_steps(mesh, task=CLASSIFICATION):
     return jax.tree.map(lambda b: b[i], batches)
 
   def train_batch(state, batches, i):
-    return train_step(state, pick(batches, i), task=task)
+    return train_step(state, pick(batches, i), task=task, skip_nonfinite=skip_nonfinite)
 
   def eval_batch(state, batches, i):
     return eval_step(state, pick(batches, i), task=task)
@@ -151,7 +187,7 @@ def compile_steps(mesh, task=CLASSIFICATION):
 def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config, epoch,
                 reporter, stop):
   """Runs the epoch's steps from `first_step`; logs every `config.log_every_steps`."""
-  epoch_metrics, window = None, []
+  epoch_metrics, window, consecutive_nonfinite = None, [], 0
   window_start = time.time()
   bar = reporting.progress_bar(config.progress_bar, steps_per_epoch, first_step,
                                f"epoch {epoch + 1}/{config.num_epochs}")
@@ -161,10 +197,11 @@ def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config
     bar.update(1)
     last = i == steps_per_epoch - 1
     if len(window) == config.log_every_steps or last or stop.requested:
+      consecutive_nonfinite = check_finite(window, int(state.step), consecutive_nonfinite,
+                                           config)
       merged = _merge(window)
       scalars = _scalars(merged)
       scalars["images_per_second"] = len(window) * config.batch_size / (time.time() - window_start)
-      check_finite(scalars["loss"], int(state.step), config)
       reporter.write(int(state.step), "train", scalars, echo=bool(bar.disable))
       bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",
                       img_s=f"{scalars['images_per_second']:.0f}")
@@ -182,14 +219,32 @@ def evaluate(eval_batch, state, batches) -> dict[str, float]:
   return _scalars(_merge([eval_batch(state, batches, i) for i in range(num_batches)]))
 
 
-def check_finite(loss: float, step: int, config) -> None:
-  if not math.isfinite(loss):
-    raise NonFiniteLossError(
-        f"The training loss became {loss} by step {step}. Likely causes: a learning rate too "
-        f"high for this model (config.optimizer.learning_rate="
-        f"{config.optimizer.learning_rate}; try a tenth of it or a warm-up via "
-        "config.schedule.warmup_epochs), or inputs that are not normalised. The last good "
-        "checkpoint in the workdir is kept: rerun with a lower learning rate to resume from it.")
+def check_finite(window: list, last_step: int, consecutive: int, config) -> int:
+  """Stops the run at a NaN/Inf loss or gradient among `window`'s steps (ending at `last_step`).
+
+  With config.on_nonfinite='skip' such steps were skipped; the run stops only
+  once more than `max_consecutive_nonfinite` come in a row. Returns the number
+  of non-finite steps the window ends with, to carry into the next one.
+  """
+  flags = jax.device_get([m.nonfinite.total for m in window])
+  first_step = last_step - len(window) + 1
+  for offset, flag in enumerate(flags):
+    consecutive = consecutive + 1 if flag else 0
+    skipping = config.on_nonfinite == "skip"
+    if flag and (not skipping or consecutive > config.max_consecutive_nonfinite):
+      losses = _scalars(window[offset])
+      raise NonFiniteLossError(
+          f"The training loss or gradient became non-finite at step {first_step + offset} "
+          f"(loss {losses['loss']}, gradient norm {losses['grad_norm']})"
+          + (f", the {consecutive}th such step in a row" if skipping else "") +
+          ". Likely causes: a learning rate too high for this model (config.optimizer."
+          f"learning_rate={config.optimizer.learning_rate}; try a tenth of it, a warm-up via "
+          "config.schedule.warmup_epochs or config.optimizer.clip_norm), inputs that are not "
+          "normalised" + (", or too little precision (config.precision='bf16'; try 'fp32')"
+                           if config.precision != "fp32" else "") +
+          ". The last good checkpoint in the workdir is kept: rerun with a lower learning rate "
+          "to resume from it.")
+  return consecutive
 
 
 def record_epoch(progress: Progress, epoch, train_metrics, val_metrics, config,
@@ -200,7 +255,9 @@ def record_epoch(progress: Progress, epoch, train_metrics, val_metrics, config,
                       f"one of {sorted(val_metrics)}.")
   value = val_metrics[config.monitor]
   best = progress.best_value
-  improved = best is None or (value > best if config.monitor_mode == "max" else value < best)
+  margin = config.early_stopping.min_delta
+  improved = best is None or (value > best + margin if config.monitor_mode == "max"
+                              else value < best - margin)
   progress.epochs_done = epoch + 1
   progress.train_seconds += seconds
   progress.history.append({"epoch": epoch + 1, "seconds": seconds,
@@ -213,6 +270,30 @@ def record_epoch(progress: Progress, epoch, train_metrics, val_metrics, config,
   return improved
 
 
+def early_stopping_reason(progress: Progress, config) -> str:
+  """Why training should stop now (empty: it should not), by config.early_stopping."""
+  patience = config.early_stopping.patience
+  waited = progress.epochs_done - progress.best_epoch
+  if not patience or waited < patience:
+    return ""
+  return (f"early stopping: val {config.monitor} has not improved by more than "
+          f"{config.early_stopping.min_delta} for {waited} epochs (best "
+          f"{progress.best_value:.6g} at epoch {progress.best_epoch})")
+
+
+def lower_lr_on_plateau(state, progress: Progress, value: float, config):
+  """The plateau schedule's step after validation: may lower the learning rate's scale."""
+  before = progress.plateau.get("lr_scale", 1.0)
+  progress.plateau = optim.plateau_update(progress.plateau, value, config.schedule,
+                                          config.monitor_mode, config.optimizer.learning_rate)
+  scale = progress.plateau["lr_scale"]
+  if scale == before:
+    return state
+  logging.info("val %s has plateaued: learning rate lowered to %.3g.", config.monitor,
+               scale * config.optimizer.learning_rate)
+  return state.replace(opt_state=optim.set_lr_scale(state.opt_state, scale))
+
+
 def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
   best_val = next(h for h in progress.history if h["epoch"] == progress.best_epoch)
   return {
@@ -220,6 +301,7 @@ def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
       **{f"best_{k}": v for k, v in best_val.items() if k.startswith("val_")},
       "best_epoch": progress.best_epoch,
       "epochs_run": progress.epochs_done,
+      "stop_reason": progress.stop_reason or f"completed config.num_epochs={config.num_epochs}",
       "train_seconds": progress.train_seconds,
       "history": progress.history,
       "config": config.to_dict(),

@@ -15,5 +15,5 @@ def test_readme_research_example_runs():
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
   assert int(namespace["state"].step) == 1
   assert set(namespace["metrics"].compute()) == {"loss", "accuracy", "learning_rate",
-                                                 "grad_norm", "param_norm"}
+                                                 "grad_norm", "param_norm", "nonfinite"}
   assert float(namespace["metrics"].compute()["learning_rate"]) == pytest.approx(1e-3)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -138,9 +139,11 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small
   train.train_and_evaluate(small_config, workdir)
   small_config.num_epochs = 2
   small_config.optimizer.learning_rate = 1e12
-  with pytest.raises(NonFiniteLossError, match=r"The training loss became nan by step \d+\. "
-                     r"Likely causes: a learning rate too high .*learning_rate=1000000000000\.0"):
+  with pytest.raises(NonFiniteLossError, match=r"The training loss or gradient became non-finite "
+                     r"at step (\d+) \(loss nan, .*Likely causes: a learning rate too high .*"
+                     r"learning_rate=1000000000000\.0") as error:
     train.train_and_evaluate(small_config, workdir)
+  assert 10 <= int(re.search(r"at step (\d+)", str(error.value)).group(1)) <= 18  # Epoch 2.
   assert _steps(workdir, "latest") == [9]
   assert _steps(workdir, "best") == [9]
 

@@ -10,8 +10,10 @@ from flax import nnx
 
 from jaxlearn.errors import ConfigError
 from jaxlearn.models.lenet import LeNet5
+from jaxlearn.models.mlp import MLP
 
 MODELS = {
+    "mlp": MLP,
     "lenet5": LeNet5,
 }
 

@@ -1,0 +1,124 @@
+"""Per-example losses, named as PyTorch names them, built on `optax.losses`.
+
+Every loss maps `(outputs, targets)` to one value per example (shape `[batch]`),
+so the step can weight, mask and average them the same way for every task
+(`weighted_mean`). Keyword arguments are the loss's own settings; a config picks
+one with `config.loss.name` and passes the matching `config.loss` fields.
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def _per_example(values: jax.Array) -> jax.Array:
+  """Averages every axis after the batch axis, so each loss returns shape [batch]."""
+  return values.reshape(values.shape[0], -1).mean(axis=1) if values.ndim > 1 else values
+
+
+def _one_hot_like(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Integer labels become one-hot; probability targets pass through."""
+  if labels.ndim == logits.ndim:
+    return labels.astype(logits.dtype)
+  return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+
+
+def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
+  """Softmax cross-entropy (torch `CrossEntropyLoss`); integer or probability targets."""
+  targets = _one_hot_like(logits, labels)
+  if label_smoothing:
+    targets = optax.losses.smooth_labels(targets, label_smoothing)
+  return _per_example(optax.losses.softmax_cross_entropy(logits, targets))
+
+
+def binary_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
+  """Sigmoid cross-entropy from logits (torch `BCEWithLogitsLoss`); labels in {0, 1}."""
+  labels = labels.reshape(logits.shape).astype(logits.dtype)
+  if label_smoothing:  # Towards 1/2, as `optax.losses.smooth_labels` does for two classes.
+    labels = labels * (1 - label_smoothing) + label_smoothing / 2
+  return _per_example(optax.losses.sigmoid_binary_cross_entropy(logits, labels))
+
+
+def mse(predictions, targets):
+  """Squared error (torch `MSELoss`)."""
+  return _per_example(optax.losses.squared_error(predictions,
+                                                 targets.reshape(predictions.shape)))
+
+
+def mae(predictions, targets):
+  """Absolute error (torch `L1Loss`)."""
+  return _per_example(jnp.abs(predictions - targets.reshape(predictions.shape)))
+
+
+def huber(predictions, targets, *, delta: float = 1.0):
+  """Quadratic within `delta`, linear beyond (torch `HuberLoss`)."""
+  targets = targets.reshape(predictions.shape)
+  return _per_example(optax.losses.huber_loss(predictions, targets, delta=delta))
+
+
+def focal(logits, labels, *, gamma: float = 2.0, alpha: float | None = None):
+  """Multi-class focal loss, -(1 - p_t)^gamma log p_t (Lin et al. 2017), alpha-weighted."""
+  targets = _one_hot_like(logits, labels)
+  log_p = jax.nn.log_softmax(logits)
+  weight = (1 - jnp.exp(log_p)) ** gamma
+  if alpha is not None:
+    weight = weight * alpha
+  return _per_example(-(targets * weight * log_p).sum(axis=-1))
+
+
+def binary_focal(logits, labels, *, gamma: float = 2.0, alpha: float | None = None):
+  """Sigmoid focal loss for binary targets (`optax.losses.sigmoid_focal_loss`)."""
+  labels = labels.reshape(logits.shape).astype(logits.dtype)
+  return _per_example(optax.losses.sigmoid_focal_loss(logits, labels, alpha=alpha, gamma=gamma))
+
+
+def hinge(scores, labels):
+  """Binary hinge loss max(0, 1 - y s) with labels in {0, 1} (mapped to y = -1, +1)."""
+  signs = 2 * labels.reshape(scores.shape).astype(scores.dtype) - 1
+  return _per_example(optax.losses.hinge_loss(scores, signs))
+
+
+def multiclass_hinge(scores, labels):
+  """Crammer-Singer hinge: max(0, 1 + max_{j != y} s_j - s_y)."""
+  return optax.losses.multiclass_hinge_loss(scores, labels)
+
+
+def dice(logits, targets, *, smooth: float = 1.0):
+  """1 - Dice coefficient of softmax(logits) and one-hot/probability masks, per example.
+
+  `logits` are [batch, ..., classes]; integer `targets` are [batch, ...].
+  """
+  targets = _one_hot_like(logits, targets)
+  # optax's Tversky form with alpha = beta = 1/2 is (2I + 2s) / (P + T + 2s): halve s to get
+  # the usual Dice (2I + s) / (P + T + s).
+  per_class = optax.losses.dice_loss(logits, targets, smooth=smooth / 2, reduction="none")
+  return per_class.mean(axis=-1)
+
+
+def distillation_kl(student_logits, teacher_logits, *, temperature: float = 1.0):
+  """T^2 * KL(softmax(teacher/T) || softmax(student/T)) (Hinton et al. 2015)."""
+  log_student = jax.nn.log_softmax(student_logits / temperature)
+  teacher = jax.nn.softmax(teacher_logits / temperature)
+  return temperature**2 * optax.losses.kl_divergence(log_student, teacher)
+
+
+def weighted_mean(losses: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+  """The batch's loss: the mean, or sum(w * l) / sum(w) with per-example weights or a 0/1 mask."""
+  if weights is None:
+    return losses.mean()
+  weights = weights.astype(losses.dtype)
+  return (losses * weights).sum() / jnp.maximum(weights.sum(), 1e-12)
+
+
+# The losses a config can name (config.loss.name), with the settings each takes.
+LOSSES = {
+    "cross_entropy": (cross_entropy, ("label_smoothing",)),
+    "focal": (focal, ("gamma", "alpha")),
+    "multiclass_hinge": (multiclass_hinge, ()),
+    "binary_cross_entropy": (binary_cross_entropy, ("label_smoothing",)),
+    "binary_focal": (binary_focal, ("gamma", "alpha")),
+    "hinge": (hinge, ()),
+    "mse": (mse, ()),
+    "mae": (mae, ()),
+    "huber": (huber, ("delta",)),
+}

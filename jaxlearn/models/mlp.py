@@ -1,0 +1,34 @@
+"""Multi-layer perceptrons: flatten -> [Linear -> (BatchNorm) -> ReLU -> (Dropout)] * n -> Linear."""
+
+from collections.abc import Sequence
+
+from flax import nnx
+import jax
+
+
+class MLP(nnx.Module):
+  """An MLP classifier on flattened inputs (784 -> 128 -> 10 for MNIST by default).
+
+  `batch_norm` puts BatchNorm (PyTorch's momentum 0.1, i.e. flax momentum 0.9)
+  between each hidden layer and its ReLU; `dropout` follows each ReLU. Both
+  switch to inference behaviour with `train=False`.
+  """
+
+  def __init__(self, num_classes: int = 10, in_features: int = 784,
+               hidden: Sequence[int] = (128,), batch_norm: bool = False, dropout: float = 0.0,
+               *, rngs: nnx.Rngs):
+    sizes = [in_features, *hidden]
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+    self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden]
+                          if batch_norm else [])
+    self.dropout = nnx.Dropout(dropout)
+    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+
+  def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
+    x = x.reshape(x.shape[0], -1)
+    for i, layer in enumerate(self.hidden):
+      x = layer(x)
+      if self.norms:
+        x = self.norms[i](x, use_running_average=not train)
+      x = self.dropout(nnx.relu(x), deterministic=not train, rngs=rngs)
+    return self.head(x)

@@ -1,0 +1,109 @@
+"""Every loss against a numpy implementation of its textbook formula."""
+
+import numpy as np
+import pytest
+
+from jaxlearn import losses
+
+RNG = np.random.default_rng(0)
+LOGITS = RNG.normal(size=(6, 5)).astype(np.float32) * 2
+LABELS = RNG.integers(0, 5, 6)
+BINARY_LOGITS = RNG.normal(size=(6, 1)).astype(np.float32) * 2
+BINARY_LABELS = RNG.integers(0, 2, 6)
+PREDICTIONS = RNG.normal(size=(6, 3)).astype(np.float32)
+TARGETS = RNG.normal(size=(6, 3)).astype(np.float32)
+
+
+def _log_softmax(x):
+  x = x - x.max(axis=-1, keepdims=True)
+  return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def _one_hot(labels, k):
+  return np.eye(k)[labels]
+
+
+def test_cross_entropy_with_label_smoothing_matches_numpy():
+  for smoothing in (0.0, 0.1):
+    targets = _one_hot(LABELS, 5) * (1 - smoothing) + smoothing / 5
+    expected = -(targets * _log_softmax(LOGITS)).sum(axis=1)
+    np.testing.assert_allclose(losses.cross_entropy(LOGITS, LABELS, label_smoothing=smoothing),
+                               expected, rtol=1e-5)
+
+
+def test_cross_entropy_takes_probability_targets():
+  probs = np.exp(_log_softmax(RNG.normal(size=(6, 5))))
+  np.testing.assert_allclose(losses.cross_entropy(LOGITS, probs),
+                             -(probs * _log_softmax(LOGITS)).sum(axis=1), rtol=1e-5)
+
+
+def test_binary_cross_entropy_from_logits_matches_numpy():
+  p = _sigmoid(BINARY_LOGITS[:, 0])
+  expected = -(BINARY_LABELS * np.log(p) + (1 - BINARY_LABELS) * np.log(1 - p))
+  np.testing.assert_allclose(losses.binary_cross_entropy(BINARY_LOGITS, BINARY_LABELS), expected,
+                             rtol=1e-5)
+
+
+def test_regression_losses_match_numpy():
+  diff = PREDICTIONS - TARGETS
+  np.testing.assert_allclose(losses.mse(PREDICTIONS, TARGETS), (diff**2).mean(axis=1), rtol=1e-5)
+  np.testing.assert_allclose(losses.mae(PREDICTIONS, TARGETS), np.abs(diff).mean(axis=1),
+                             rtol=1e-5)
+  delta = 0.5
+  huber = np.where(np.abs(diff) <= delta, 0.5 * diff**2, delta * (np.abs(diff) - 0.5 * delta))
+  np.testing.assert_allclose(losses.huber(PREDICTIONS, TARGETS, delta=delta), huber.mean(axis=1),
+                             rtol=1e-5)
+
+
+def test_focal_losses_match_numpy_and_reduce_to_cross_entropy_at_gamma_0():
+  p = np.exp(_log_softmax(LOGITS))[np.arange(6), LABELS]
+  np.testing.assert_allclose(losses.focal(LOGITS, LABELS, gamma=2.0, alpha=0.25),
+                             -0.25 * (1 - p)**2 * np.log(p), rtol=1e-5)
+  np.testing.assert_allclose(losses.focal(LOGITS, LABELS, gamma=0.0),
+                             losses.cross_entropy(LOGITS, LABELS), rtol=1e-5)
+  q = _sigmoid(BINARY_LOGITS[:, 0])
+  p_t = np.where(BINARY_LABELS == 1, q, 1 - q)
+  alpha_t = np.where(BINARY_LABELS == 1, 0.25, 0.75)
+  np.testing.assert_allclose(losses.binary_focal(BINARY_LOGITS, BINARY_LABELS, alpha=0.25),
+                             -alpha_t * (1 - p_t)**2 * np.log(p_t), rtol=1e-4)
+
+
+def test_hinge_losses_match_numpy():
+  signs = 2 * BINARY_LABELS - 1
+  np.testing.assert_allclose(losses.hinge(BINARY_LOGITS, BINARY_LABELS),
+                             np.maximum(0, 1 - signs * BINARY_LOGITS[:, 0]), rtol=1e-5)
+  true = LOGITS[np.arange(6), LABELS]
+  others = np.where(_one_hot(LABELS, 5) == 1, -np.inf, LOGITS).max(axis=1)
+  np.testing.assert_allclose(losses.multiclass_hinge(LOGITS, LABELS),
+                             np.maximum(0, 1 + others - true), rtol=1e-5)
+
+
+def test_dice_loss_matches_numpy():
+  logits = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
+  masks = RNG.integers(0, 3, (2, 4, 4))
+  probs = np.exp(_log_softmax(logits))
+  onehot = _one_hot(masks, 3)
+  intersection = (probs * onehot).sum(axis=(1, 2))
+  dice = (2 * intersection + 1) / (probs.sum(axis=(1, 2)) + onehot.sum(axis=(1, 2)) + 1)
+  np.testing.assert_allclose(losses.dice(logits, masks), (1 - dice).mean(axis=1), rtol=1e-5)
+
+
+def test_distillation_kl_with_temperature_matches_numpy():
+  teacher = RNG.normal(size=(6, 5)).astype(np.float32)
+  t = 4.0
+  p_teacher = np.exp(_log_softmax(teacher / t))
+  kl = (p_teacher * (np.log(p_teacher) - _log_softmax(LOGITS / t))).sum(axis=1)
+  np.testing.assert_allclose(losses.distillation_kl(LOGITS, teacher, temperature=t), t**2 * kl,
+                             rtol=1e-4)
+  np.testing.assert_allclose(losses.distillation_kl(teacher, teacher, temperature=t), 0, atol=1e-5)
+
+
+def test_weighted_mean_uses_weights_and_masks():
+  values = np.array([1.0, 2.0, 3.0, 100.0], np.float32)
+  assert float(losses.weighted_mean(values)) == pytest.approx(26.5)
+  assert float(losses.weighted_mean(values, np.array([1, 1, 1, 0]))) == pytest.approx(2.0)
+  assert float(losses.weighted_mean(values, np.array([3., 1., 0., 0.]))) == pytest.approx(1.25)
