@@ -58,8 +58,9 @@ def initialise(model: nnx.Module, init_config, key: jax.Array) -> nnx.Module:
         continue
       key, layer_key = jax.random.split(key)
       weight = getattr(module, weight_name)
-      weight.value = schemes[name](layer_key, weight.value.shape, weight.value.dtype)
+      shape, dtype = weight.get_value().shape, weight.get_value().dtype
+      weight.set_value(schemes[name](layer_key, shape, dtype))
       bias = getattr(module, "bias", None)
       if bias is not None:
-        bias.value = _init.zeros(None, bias.value.shape, bias.value.dtype)
+        bias.set_value(jax.numpy.zeros_like(bias.get_value()))
   return model

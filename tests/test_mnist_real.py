@@ -24,3 +24,9 @@ def test_one_epoch_of_lenet5_reaches_98_percent(mnist_root, tmp_path):
 def test_default_config_reaches_99_percent(mnist_root, tmp_path):
   summary = train.train_and_evaluate(_config(mnist_root), str(tmp_path))
   assert summary["test_accuracy"] >= 0.99, summary
+
+
+def test_one_epoch_of_lenet5_in_bf16_reaches_98_percent(mnist_root, tmp_path):
+  summary = train.train_and_evaluate(_config(mnist_root, num_epochs=1, precision="bf16"),
+                                     str(tmp_path))
+  assert summary["test_accuracy"] >= 0.98, summary

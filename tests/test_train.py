@@ -148,6 +148,20 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small
   assert _steps(workdir, "best") == [9]
 
 
+def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_config, tmp_path):
+  workdir = str(tmp_path / "run")
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, workdir)
+  small_config.num_epochs = 2
+  small_config.optimizer.learning_rate = 1e12
+  small_config.on_nonfinite = "skip"
+  small_config.max_consecutive_nonfinite = 3
+  with pytest.raises(NonFiniteLossError, match=r"non-finite at step \d+ \(loss .*\), the 4th "
+                     r"such step in a row\. Likely causes"):
+    train.train_and_evaluate(small_config, workdir)
+  assert _steps(workdir, "latest") == [9]
+
+
 def test_an_epoch_after_the_first_compiles_nothing(small_config):
   compiles = []
 
