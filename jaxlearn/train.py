@@ -197,9 +197,9 @@ def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config
     bar.update(1)
     last = i == steps_per_epoch - 1
     if len(window) == config.log_every_steps or last or stop.requested:
-      consecutive_nonfinite = check_finite(window, int(state.step), consecutive_nonfinite,
-                                           config)
-      merged = _merge(window)
+      merged, nonfinite = _reduce_window(window)
+      consecutive_nonfinite = check_finite(window, jax.device_get(nonfinite), int(state.step),
+                                           consecutive_nonfinite, config)
       scalars = _scalars(merged)
       scalars["images_per_second"] = len(window) * config.batch_size / (time.time() - window_start)
       reporter.write(int(state.step), "train", scalars, echo=bool(bar.disable))
@@ -219,14 +219,14 @@ def evaluate(eval_batch, state, batches) -> dict[str, float]:
   return _scalars(_merge([eval_batch(state, batches, i) for i in range(num_batches)]))
 
 
-def check_finite(window: list, last_step: int, consecutive: int, config) -> int:
+def check_finite(window: list, flags, last_step: int, consecutive: int, config) -> int:
   """Stops the run at a NaN/Inf loss or gradient among `window`'s steps (ending at `last_step`).
 
-  With config.on_nonfinite='skip' such steps were skipped; the run stops only
-  once more than `max_consecutive_nonfinite` come in a row. Returns the number
-  of non-finite steps the window ends with, to carry into the next one.
+  `flags` marks each step of the window that was non-finite. With
+  config.on_nonfinite='skip' such steps were skipped; the run stops only once
+  more than `max_consecutive_nonfinite` come in a row. Returns the number of
+  non-finite steps the window ends with, to carry into the next one.
   """
-  flags = jax.device_get([m.nonfinite.total for m in window])
   first_step = last_step - len(window) + 1
   for offset, flag in enumerate(flags):
     consecutive = consecutive + 1 if flag else 0
@@ -310,6 +310,12 @@ def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
 
 def _merge(metrics_list):
   return functools.reduce(lambda a, b: a.merge(b), metrics_list)
+
+
+@jax.jit
+def _reduce_window(window: list):
+  """A logging window's merged metrics and per-step non-finite flags, in one dispatch."""
+  return _merge(window), jnp.stack([m.nonfinite.total for m in window])
 
 
 def _scalars(metrics) -> dict[str, float]:

@@ -1,0 +1,242 @@
+"""Training throughput of jaxlearn vs a plain PyTorch eager loop, side by side.
+
+  pip install -e ".[bench]"        # or, CPU only: pip install torch==2.13.0
+  python experiments/bench_vs_pytorch.py --models lenet5,mlp --json /tmp/bench.json
+
+Both sides train the same model (same layers, initialisation scheme aside), with
+the same optimizer (Adam, lr 1e-3), batch size, dtype (fp32) and data, held in
+memory: MNIST from $JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent),
+generated learnable data for resnet20 (CIFAR-shaped) and gru (token sequences).
+jaxlearn runs its real loop (`train.train_epoch` over `train.compile_steps`'
+`train_step`, the epoch shuffled by `pipeline.make_epoch_batcher`); PyTorch runs
+the loop the seeds write: shuffle, slice, zero_grad, forward, backward, step.
+Each repetition times one epoch of each, alternating; compilation is timed
+separately (a first, untimed jaxlearn epoch). The run fails if the two sides'
+training losses are not comparable, so speed is never bought with a wrong
+computation.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from jaxlearn import parallel, tasks, train  # pylint: disable=wrong-import-position
+from jaxlearn.config import default_config  # pylint: disable=wrong-import-position
+from jaxlearn.data import pipeline, sources  # pylint: disable=wrong-import-position
+
+
+# ---------------------------------------------------------------- data
+
+def mnist_images(max_examples: int):
+  """MNIST's training images (N, 28, 28, 1) normalised, and labels; random if not found."""
+  root = os.environ.get(sources.DATA_DIR_ENV, "")
+  config = default_config().data
+  config.dir = root
+  config.source = "local"
+  try:
+    raw = sources.load_raw(config)["train"]
+    images = pipeline.normalise_images(raw[0], config.mean, config.std)
+    labels = raw[1].astype(np.int32)
+    source = "MNIST train split"
+  except Exception:  # pylint: disable=broad-except
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 60000).astype(np.int32)
+    images = rng.normal(size=(60000, 28, 28, 1)).astype(np.float32)
+    images[np.arange(60000), labels * 2 + 3, 4:24, 0] += 3.0  # A learnable bar per class.
+    source = f"generated (no MNIST under ${sources.DATA_DIR_ENV})"
+  return images[:max_examples], labels[:max_examples], source
+
+
+# ---------------------------------------------------------------- models per side
+
+def torch_model(name: str):
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
+  if name == "lenet5":
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.AvgPool2d(2),
+        nn.Conv2d(16, 120, 5), nn.ReLU(), nn.Flatten(),
+        nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+  if name == "mlp":
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+  raise ValueError(name)
+
+
+def jaxlearn_config(name: str, batch_size: int):
+  config = default_config()
+  config.model.name = {"lenet5": "lenet5", "mlp": "mlp"}[name]
+  config.optimizer.name = "adam"
+  config.optimizer.learning_rate = 1e-3
+  config.schedule.name = "constant"
+  config.batch_size = batch_size
+  config.num_epochs = 1000
+  config.log_every_steps = 100
+  config.progress_bar = False
+  return config
+
+
+# ---------------------------------------------------------------- the two loops
+
+class _NoStop:
+  requested = False
+
+
+class _NullReporter:
+  def write(self, *args, **kwargs):
+    pass
+
+
+class JaxlearnSide:
+  """jaxlearn's own state, compiled step, epoch batcher and epoch loop."""
+
+  def __init__(self, name, images, labels, batch_size):
+    self.config = jaxlearn_config(name, batch_size)
+    self.mesh = parallel.make_mesh()
+    self.steps = len(labels) // batch_size
+    self.state = jax.device_put(train.create_state(self.config, self.steps),
+                                parallel.replicated(self.mesh))
+    self.train_batch, _ = train.compile_steps(self.mesh, tasks.make_task(self.config))
+    self.batcher = pipeline.make_epoch_batcher(batch_size, self.mesh)
+    self.data = pipeline.to_device({"inputs": images, "targets": labels}, self.mesh)
+    self.epoch = 0
+
+  def run_epoch(self) -> tuple[float, float]:
+    """Trains one epoch; returns (seconds, mean training loss)."""
+    started = time.perf_counter()
+    batches = self.batcher(self.data, jax.random.PRNGKey(self.epoch))
+    self.state, metrics = train.train_epoch(self.state, self.train_batch, batches, 0, self.steps,
+                                            self.config, self.epoch, _NullReporter(), _NoStop())
+    jax.block_until_ready(self.state)
+    self.epoch += 1
+    return time.perf_counter() - started, metrics["loss"]
+
+
+class TorchSide:
+  """A plain PyTorch eager loop over tensors in memory."""
+
+  def __init__(self, name, images, labels, batch_size):
+    import torch  # pylint: disable=import-outside-toplevel
+    self.torch = torch
+    torch.manual_seed(0)
+    self.model = torch_model(name)
+    self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+    self.inputs = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    self.targets = torch.from_numpy(labels.astype(np.int64))
+    self.batch_size = batch_size
+    self.steps = len(labels) // batch_size
+
+  def run_epoch(self) -> tuple[float, float]:
+    torch, bs = self.torch, self.batch_size
+    started = time.perf_counter()
+    self.model.train()
+    order = torch.randperm(len(self.targets))
+    total = torch.zeros(())
+    for i in range(self.steps):
+      idx = order[i * bs:(i + 1) * bs]
+      x, y = self.inputs[idx], self.targets[idx]
+      self.optimizer.zero_grad()
+      loss = torch.nn.functional.cross_entropy(self.model(x), y)
+      loss.backward()
+      self.optimizer.step()
+      total += loss.detach()
+    mean_loss = float(total) / self.steps
+    return time.perf_counter() - started, mean_loss
+
+
+# ---------------------------------------------------------------- measuring
+
+def machine() -> dict:
+  import torch  # pylint: disable=import-outside-toplevel
+  device = jax.devices()[0]
+  return {
+      "date": datetime.date.today().isoformat(),
+      "cpu": platform.processor() or platform.machine(),
+      "cpu_cores": os.cpu_count(),
+      "jax_device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+      "jax": jax.__version__,
+      "torch": torch.__version__,
+      "torch_threads": torch.get_num_threads(),
+  }
+
+
+def benchmark(name: str, reps: int, batch_size: int, max_examples: int) -> dict:
+  images, labels, source = mnist_images(max_examples)
+  print(f"\n{name}: {len(labels)} examples ({source}), batch {batch_size}, {reps} alternating "
+        "repetitions of one epoch each", flush=True)
+  started = time.perf_counter()
+  ours = JaxlearnSide(name, images, labels, batch_size)
+  first_seconds, _ = ours.run_epoch()  # Compiles the batcher and the step.
+  theirs = TorchSide(name, images, labels, batch_size)
+  theirs.run_epoch()  # PyTorch's own warm-up (allocator, kernels), untimed.
+  setup_seconds = time.perf_counter() - started
+  examples = ours.steps * batch_size
+  rates = {"jaxlearn": [], "pytorch": []}
+  losses = {"jaxlearn": [], "pytorch": []}
+  for rep in range(reps):
+    for side, runner in (("jaxlearn", ours), ("pytorch", theirs)):
+      seconds, loss = runner.run_epoch()
+      rates[side].append(examples / seconds)
+      losses[side].append(loss)
+    print(f"  rep {rep + 1}: jaxlearn {rates['jaxlearn'][-1]:9.0f} img/s (loss "
+          f"{losses['jaxlearn'][-1]:.4f})   pytorch {rates['pytorch'][-1]:9.0f} img/s (loss "
+          f"{losses['pytorch'][-1]:.4f})", flush=True)
+  check_comparable_losses(name, losses)
+  steady_epoch = examples / statistics.median(rates["jaxlearn"])
+  result = {
+      "jaxlearn_img_s": statistics.median(rates["jaxlearn"]),
+      "pytorch_img_s": statistics.median(rates["pytorch"]),
+      "ratio": statistics.median(rates["jaxlearn"]) / statistics.median(rates["pytorch"]),
+      "jaxlearn_img_s_min_max": [min(rates["jaxlearn"]), max(rates["jaxlearn"])],
+      "pytorch_img_s_min_max": [min(rates["pytorch"]), max(rates["pytorch"])],
+      "jaxlearn_compile_s": max(0.0, first_seconds - steady_epoch),
+      "jaxlearn_epoch_s": steady_epoch,
+      "final_train_loss": {side: values[-1] for side, values in losses.items()},
+      "batch_size": batch_size, "examples_per_epoch": examples, "data": source,
+      "setup_s": setup_seconds, "machine": machine(),
+  }
+  print(f"  median: jaxlearn {result['jaxlearn_img_s']:.0f} img/s, pytorch "
+        f"{result['pytorch_img_s']:.0f} img/s, ratio {result['ratio']:.2f}x; jaxlearn compile "
+        f"{result['jaxlearn_compile_s']:.1f}s", flush=True)
+  return result
+
+
+def check_comparable_losses(name: str, losses: dict) -> None:
+  """Both sides must learn the same thing: their training losses agree within a margin."""
+  for rep, (ours, theirs) in enumerate(zip(losses["jaxlearn"], losses["pytorch"])):
+    if not (np.isfinite(ours) and np.isfinite(theirs)) or abs(ours - theirs) > (
+        0.5 * max(ours, theirs) + 0.02):
+      raise SystemExit(f"{name}: training losses differ too much at repetition {rep + 1} "
+                       f"(jaxlearn {ours:.4f}, pytorch {theirs:.4f}); the two sides are not "
+                       "computing the same thing, so their speeds cannot be compared.")
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--models", default="lenet5,mlp",
+                      help="comma-separated: lenet5, mlp")
+  parser.add_argument("--reps", type=int, default=5, help="alternating repetitions (>= 5)")
+  parser.add_argument("--batch-size", type=int, default=128)
+  parser.add_argument("--max-examples", type=int, default=60000)
+  parser.add_argument("--json", help="write the results here")
+  args = parser.parse_args()
+  results = {name: benchmark(name, args.reps, args.batch_size, args.max_examples)
+             for name in args.models.split(",")}
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(results, f, indent=2)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+  main()

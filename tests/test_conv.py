@@ -1,0 +1,47 @@
+"""The CPU convolution lowering gives lax's values and gradients, for every padding form."""
+
+import jax
+from jax import lax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxlearn.models.conv import conv_general_dilated
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+# (input height/width, in channels, out channels, kernel, padding): LeNet-5's three layers,
+# a CIFAR stem, and uneven explicit padding.
+CASES = [(28, 1, 6, 5, [(2, 2), (2, 2)]), (14, 6, 16, 5, "VALID"), (5, 16, 120, 5, "VALID"),
+         (32, 3, 16, 3, "SAME"), (9, 4, 5, 3, [(1, 0), (2, 1)])]
+
+
+@pytest.mark.parametrize("size,cin,cout,kernel,padding", CASES)
+def test_values_and_gradients_match_lax(size, cin, cout, kernel, padding):
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(4, size, size, cin)), jnp.float32)
+  w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
+  numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+
+  def reference(x, w):
+    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=numbers)
+
+  def ours(x, w):
+    return conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=numbers)
+
+  np.testing.assert_allclose(jax.jit(ours)(x, w), reference(x, w), rtol=1e-4, atol=1e-4)
+  loss = lambda f: lambda x, w: jnp.sin(f(x, w)).sum()
+  expected = jax.grad(loss(reference), argnums=(0, 1))(x, w)
+  got = jax.jit(jax.grad(loss(ours), argnums=(0, 1)))(x, w)
+  for a, b in zip(got, expected):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_other_convolutions_fall_back_to_lax():
+  x = jnp.ones((2, 8, 8, 4))
+  w = jnp.ones((3, 3, 2, 6))
+  numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
+  grouped = conv_general_dilated(x, w, (2, 2), "SAME", dimension_numbers=numbers,
+                                 feature_group_count=2)
+  np.testing.assert_allclose(grouped, lax.conv_general_dilated(
+      x, w, (2, 2), "SAME", dimension_numbers=numbers, feature_group_count=2))
