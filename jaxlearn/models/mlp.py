@@ -1,26 +1,35 @@
-"""Multi-layer perceptrons: flatten -> [Linear -> (BatchNorm) -> ReLU -> (Dropout)] * n -> Linear."""
+"""Multi-layer perceptrons: flatten -> [Linear -> (Batch/LayerNorm) -> ReLU -> (Dropout)] * n -> Linear."""
 
 from collections.abc import Sequence
 
 from flax import nnx
 import jax
 
+from jaxlearn.errors import ConfigError
+
 
 class MLP(nnx.Module):
   """An MLP classifier on flattened inputs (784 -> 128 -> 10 for MNIST by default).
 
   `batch_norm` puts BatchNorm (PyTorch's momentum 0.1, i.e. flax momentum 0.9)
-  between each hidden layer and its ReLU; `dropout` follows each ReLU. Both
-  switch to inference behaviour with `train=False`.
+  between each hidden layer and its ReLU, `layer_norm` a LayerNorm there
+  instead; `dropout` follows each ReLU. Batch norm and dropout switch to
+  inference behaviour (running statistics, no dropping) with `train=False`.
   """
 
   def __init__(self, num_classes: int = 10, in_features: int = 784,
-               hidden: Sequence[int] = (128,), batch_norm: bool = False, dropout: float = 0.0,
-               *, rngs: nnx.Rngs):
+               hidden: Sequence[int] = (128,), batch_norm: bool = False,
+               layer_norm: bool = False, dropout: float = 0.0, *, rngs: nnx.Rngs):
+    if batch_norm and layer_norm:
+      raise ConfigError("config.model: MLP takes batch_norm=True or layer_norm=True, not both.")
     sizes = [in_features, *hidden]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-    self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden]
-                          if batch_norm else [])
+    if batch_norm:
+      self.norms = nnx.List([nnx.BatchNorm(b, momentum=0.9, rngs=rngs) for b in hidden])
+    elif layer_norm:
+      self.norms = nnx.List([nnx.LayerNorm(b, rngs=rngs) for b in hidden])
+    else:
+      self.norms = nnx.List([])
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
@@ -29,6 +38,7 @@ class MLP(nnx.Module):
     for i, layer in enumerate(self.hidden):
       x = layer(x)
       if self.norms:
-        x = self.norms[i](x, use_running_average=not train)
+        norm = self.norms[i]
+        x = norm(x, use_running_average=not train) if isinstance(norm, nnx.BatchNorm) else norm(x)
       x = self.dropout(nnx.relu(x), deterministic=not train, rngs=rngs)
     return self.head(x)
