@@ -73,9 +73,13 @@ def torch_model(name: str):
   raise ValueError(name)
 
 
+# Benchmark name -> jaxlearn model name.
+BENCHMARKED = {"lenet5": "lenet5", "mlp": "mlp"}
+
+
 def jaxlearn_config(name: str, batch_size: int):
   config = default_config()
-  config.model.name = {"lenet5": "lenet5", "mlp": "mlp"}[name]
+  config.model.name = BENCHMARKED[name]
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
   config.schedule.name = "constant"
@@ -230,8 +234,13 @@ def main():
   parser.add_argument("--max-examples", type=int, default=60000)
   parser.add_argument("--json", help="write the results here")
   args = parser.parse_args()
+  names = args.models.split(",")
+  unknown = [name for name in names if name not in BENCHMARKED]
+  if unknown:
+    parser.error(f"--models: {unknown} not benchmarked yet; choose from {list(BENCHMARKED)} "
+                 "(resnet20 and gru join when the model zoo has them).")
   results = {name: benchmark(name, args.reps, args.batch_size, args.max_examples)
-             for name in args.models.split(",")}
+             for name in names}
   if args.json:
     with open(args.json, "w", encoding="utf-8") as f:
       json.dump(results, f, indent=2)
