@@ -59,6 +59,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   checkpoints = checkpoint.Checkpoints(workdir)
   state, saved = checkpoints.restore_latest(state)
+  if not saved and config.init.from_checkpoint:  # Only a new run; a resume has its own.
+    state = jax.device_put(start_from_checkpoint(state, config.init.from_checkpoint),
+                           parallel.replicated(mesh))
   progress = Progress(**saved) if saved else Progress()
   if progress.stop_reason:
     logging.info("%s holds a run that stopped early (%s); testing its best checkpoint.",
@@ -155,12 +158,15 @@ def create_state(config, steps_per_epoch: int) -> state_lib.TrainState:
                                  updates_per_epoch, updates_per_epoch * config.num_epochs)
   tx = optim.make_optimizer(config.optimizer, schedule)
   options = dict(ema_decay=config.ema_decay, compute_dtype=PRECISIONS[config.precision])
-  state = state_lib.create_train_state(model, tx, step_key, **options)
-  if config.init.from_checkpoint:
-    params, _, _ = checkpoint.load_matching_params(config.init.from_checkpoint, state.params)
-    model = nnx.merge(state.graphdef, params, state.model_state)
-    state = state_lib.create_train_state(model, tx, step_key, **options)
-  return state
+  return state_lib.create_train_state(model, tx, step_key, **options)
+
+
+def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
+  """`state` afresh, with the parameters that match `source`'s best checkpoint copied in."""
+  params, _, _ = checkpoint.load_matching_params(source, state.params)
+  model = nnx.merge(state.graphdef, params, state.model_state)
+  return state_lib.create_train_state(model, state.tx, state.rng, ema_decay=state.ema_decay,
+                                      compute_dtype=state.compute_dtype)
 
 
 def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False):
@@ -236,7 +242,7 @@ def check_finite(window: list, flags, last_step: int, consecutive: int, config) 
       raise NonFiniteLossError(
           f"The training loss or gradient became non-finite at step {first_step + offset} "
           f"(loss {losses['loss']}, gradient norm {losses['grad_norm']})"
-          + (f", the {consecutive}th such step in a row" if skipping else "") +
+          + (f", after {consecutive} such steps in a row" if skipping else "") +
           ". Likely causes: a learning rate too high for this model (config.optimizer."
           f"learning_rate={config.optimizer.learning_rate}; try a tenth of it, a warm-up via "
           "config.schedule.warmup_epochs or config.optimizer.clip_norm), inputs that are not "

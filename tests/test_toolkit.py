@@ -2,6 +2,7 @@
 
 import functools
 import math
+import shutil
 
 from flax import nnx
 import jax
@@ -211,7 +212,14 @@ def test_transfer_copies_matching_parameters_and_keeps_a_new_head(small_config, 
   target = ml_collections.ConfigDict(small_config.to_dict())
   target.model.num_classes = 12
   target.init.from_checkpoint = source
-  fresh = train.create_state(target, 9)
+  fresh = train.start_from_checkpoint(train.create_state(target, 9), source)
   np.testing.assert_array_equal(fresh.params["conv1"]["kernel"], trained.params["conv1"]["kernel"])
   np.testing.assert_array_equal(fresh.params["fc1"]["kernel"], trained.params["fc1"]["kernel"])
   assert fresh.params["fc2"]["kernel"].shape == (84, 12)
+
+  # The loop transfers into a new run only; resuming it no longer needs the source.
+  workdir = str(tmp_path / "target")
+  train.train_and_evaluate(target, workdir)
+  shutil.rmtree(source)
+  target.num_epochs = 2
+  assert train.train_and_evaluate(target, workdir)["epochs_run"] == 2

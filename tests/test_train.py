@@ -156,8 +156,8 @@ def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_con
   small_config.optimizer.learning_rate = 1e12
   small_config.on_nonfinite = "skip"
   small_config.max_consecutive_nonfinite = 3
-  with pytest.raises(NonFiniteLossError, match=r"non-finite at step \d+ \(loss .*\), the 4th "
-                     r"such step in a row\. Likely causes"):
+  with pytest.raises(NonFiniteLossError, match=r"non-finite at step \d+ \(loss .*\), after 4 "
+                     r"such steps in a row\. Likely causes"):
     train.train_and_evaluate(small_config, workdir)
   assert _steps(workdir, "latest") == [9]
 
