@@ -24,15 +24,45 @@ def default_config() -> ml_collections.ConfigDict:
   # (e.g. "7:2:1"); empty keeps the dataset's own test split.
   config.data.split_ratios = ""
   config.data.max_train_examples = 0  # 0: all; a prefix, for quick trials
-  config.data.mean = (0.1307,)  # per channel, on [0, 1] pixels
-  config.data.std = (0.3081,)
+  # Images: per-channel mean/std on [0, 1] pixels; empty: fitted on the train split.
+  config.data.mean = ()
+  config.data.std = ()
+  # Text: a word vocabulary built on the train split; sequences padded/truncated.
+  config.data.max_length = 64
+  config.data.vocab_size = 20000  # counting padding and unknown-word ids
+  config.data.min_count = 1  # words seen fewer times in train are unknown
+  # Tables (name "csv"): the file, the column to predict, columns to ignore ("a,b").
+  config.data.path = ""
+  config.data.target_column = ""
+  config.data.drop_columns = ""
+  # Generated data (synthetic_linear, two_moons).
+  config.data.num_examples = 1000
+  config.data.true_weights = (2.0, -3.4)  # synthetic_linear: y = x . w + b + noise
+  config.data.true_bias = 4.2
+  config.data.noise_std = 0.01
+
+  # Image augmentation inside the compiled step, on the accelerator: ops
+  # applied in order, comma-separated (see jaxlearn.data.augment), e.g.
+  # "random_crop,horizontal_flip". Empty: none.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.ops = ""
+  config.augment.crop_padding = 4
+  config.augment.max_rotation_degrees = 15.0
+  config.augment.max_translation = 2.0  # pixels
+  config.augment.noise_std = 0.1  # on normalised pixels
+  config.augment.erase_prob = 0.5
+  config.augment.erase_max_area = 0.2  # fraction of the image
 
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet5"
-  config.model.num_classes = 10
+  # Other model fields are the model's own arguments (set by each experiment);
+  # sizes the data determines (in_features, in_channels, vocab_size, num_classes)
+  # are filled in from it unless set here.
 
-  # The task picks the metrics; the loss defaults to the task's own.
+  # The task picks the metrics and the loss (unless config.loss.name says):
+  # classification | binary | regression (see jaxlearn.tasks.TASKS).
   config.task = "classification"
+  config.top_k = 5  # classification also reports top-k accuracy when k < classes
   config.loss = ml_collections.ConfigDict()
   config.loss.name = ""  # empty: the task's default; else see jaxlearn.losses.LOSSES
   config.loss.label_smoothing = 0.0  # cross_entropy, binary_cross_entropy

@@ -13,6 +13,8 @@ Example:
   print(metrics.compute())  # {"loss": ..., "accuracy": ..., "grad_norm": ..., ...}
 """
 
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,19 +25,24 @@ from jaxlearn.tasks import CLASSIFICATION, Task
 
 
 def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
-               axis_name: str | None = None, skip_nonfinite: bool = False):
+               axis_name: str | None = None, skip_nonfinite: bool = False,
+               augment: Callable | None = None):
   """One optimizer step on `batch` ({"inputs", "targets"}, optional per-example "weights").
 
   Returns (new state, metrics). With `skip_nonfinite`, a step whose loss or
   gradient is NaN/Inf leaves everything but the step count unchanged.
+  `augment(inputs, key)` transforms the inputs first, with a key of this step.
   """
   # A fresh key per step (for dropout) without carrying a split key in the state.
   step_rng = jax.random.fold_in(state.rng, state.step)
   if axis_name is not None:
     step_rng = jax.random.fold_in(step_rng, jax.lax.axis_index(axis_name))
+  inputs = batch["inputs"]
+  if augment is not None:
+    inputs = augment(inputs, jax.random.fold_in(step_rng, 1))
 
   def loss_fn(params):
-    outputs, model_state = state.apply_model(params, batch["inputs"], train=True, rng=step_rng)
+    outputs, model_state = state.apply_model(params, inputs, train=True, rng=step_rng)
     per_example = task.loss(outputs, batch["targets"])
     loss = losses.weighted_mean(per_example, batch.get("weights"))
     return loss, (per_example, outputs, model_state)

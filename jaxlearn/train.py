@@ -18,6 +18,7 @@ from flax import nnx
 
 from jaxlearn import checkpoint, data, init, interrupts, optim, parallel, reporting, tasks
 from jaxlearn import state as state_lib
+from jaxlearn.data import augment as augmentation
 from jaxlearn.data import pipeline
 from jaxlearn.errors import ConfigError, NonFiniteLossError
 from jaxlearn.models import create_model
@@ -44,14 +45,22 @@ class TrainingInterrupted(Exception):
   """Raised after SIGINT/SIGTERM once the `latest` checkpoint holds the current step."""
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary."""
+def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) -> dict:
+  """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary.
+
+  `raw` replaces the dataset config.data names with your own (see
+  `jaxlearn.data.from_arrays` / `from_source`).
+  """
   mesh = parallel.make_mesh()
   check_config(config, jax.device_count())
-  task = tasks.make_task(config)
-  splits = data.make_splits(data.load_raw(config.data), config.data, config.seed)
+  raw = raw if raw is not None else data.load_raw(config.data, config.seed)
+  splits = data.make_splits(raw, config.data, config.seed)
+  task, splits = prepare_task(config, splits)
+  augment = augmentation.make_augment(config.augment)
   steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]), config.batch_size)
-  state = jax.device_put(create_state(config, steps_per_epoch), parallel.replicated(mesh))
+  state = create_state(config, steps_per_epoch, data_dims(splits, task))
+  check_model_fits(state, splits, task, config.model.name)
+  state = jax.device_put(state, parallel.replicated(mesh))
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
                config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
                len(splits.val["targets"]), len(splits.test["targets"]), jax.device_count())
@@ -73,8 +82,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     logging.info("Resuming from %s at step %d (epoch %d).", checkpoints.directory,
                  int(state.step), progress.epochs_done + 1)
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
+  _write_json(os.path.join(workdir, "preprocessing.json"), splits.preprocessing)
 
-  train_batch, eval_batch = compile_steps(mesh, task, config.on_nonfinite == "skip")
+  train_batch, eval_batch = compile_steps(mesh, task, config.on_nonfinite == "skip", augment)
   train_data = pipeline.to_device(splits.train, mesh)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
@@ -144,14 +154,53 @@ def check_config(config, num_devices: int) -> None:
                       "such as 0.999.")
 
 
-def create_state(config, steps_per_epoch: int) -> state_lib.TrainState:
+def prepare_task(config, splits: data.Splits) -> tuple[tasks.Task, data.Splits]:
+  """The configured task, sized to the data, and the splits with targets it can use."""
+  tasks.check_task_name(config.task)
+  task = tasks.TASKS[config.task]
+  for split in splits[:3]:
+    tasks.check_targets(task, split["targets"])
+  task = tasks.make_task(config, task.num_outputs(splits.train["targets"]))
+  if config.monitor not in tasks.metric_names(task):
+    raise ConfigError(f"config.monitor={config.monitor!r} is not a metric of the "
+                      f"{task.name!r} task; choose one of {tasks.metric_names(task)} (with "
+                      "config.monitor_mode 'min' for losses and errors).")
+  cast = lambda split: {**split, "targets": split["targets"].astype(task.target_dtype)}
+  return task, splits._replace(train=cast(splits.train), val=cast(splits.val),
+                               test=cast(splits.test))
+
+
+def data_dims(splits: data.Splits, task: tasks.Task) -> dict:
+  """Model arguments the data decides: input sizes, vocabulary, and the output size."""
+  outputs = max(task.num_outputs(s["targets"]) for s in splits[:3])
+  return {**data.input_dims(splits), "num_classes": outputs, "out_features": outputs}
+
+
+def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: str) -> None:
+  """Runs the model abstractly on one example so a shape mismatch is named before training."""
+  example = jax.tree.map(lambda a: a[:1], splits.train)
+  try:
+    outputs = jax.eval_shape(lambda s, x: s.apply_model(s.params, x, train=False)[0],
+                             state, example["inputs"])
+    jax.eval_shape(task.loss, outputs, example["targets"])
+  except Exception as e:  # Any error here means these inputs do not fit this model.
+    raise ConfigError(
+        f"Model {model_name!r} cannot take this data: inputs shaped "
+        f"{example['inputs'].shape[1:]} ({example['inputs'].dtype}) per example and targets "
+        f"shaped {example['targets'].shape[1:]} ({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0][:300]}). Pick a model made for this input shape "
+        "(config.model.name), or set its size arguments in config.model.") from e
+
+
+def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> state_lib.TrainState:
   """The model, optimizer and schedule of `config`, initialised from its seed.
 
   `steps_per_epoch` counts batches; with gradient accumulation the schedule
-  counts optimizer updates, `accumulate_steps` batches each.
+  counts optimizer updates, `accumulate_steps` batches each. `dims` are the
+  sizes the data decides (see `data_dims`).
   """
   model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
-  model = create_model(config.model, nnx.Rngs(params=model_key))
+  model = create_model(config.model, nnx.Rngs(params=model_key), dims)
   init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
   updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
   schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
@@ -169,11 +218,12 @@ def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
                                       compute_dtype=state.compute_dtype)
 
 
-def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False):
+def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augment=None):
   """jit-compiled `train_step`/`eval_step` on batch `i` of a stack already on the devices.
 
   Picking the batch inside the compiled step keeps one dispatch per step and no
   host-to-device copies; the state is donated so XLA updates it in place.
+  `augment(images, key)` (see jaxlearn.data.augment) runs inside the train step.
   """
   replicated = parallel.replicated(mesh)
 
@@ -181,7 +231,8 @@ def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False):
     return jax.tree.map(lambda b: b[i], batches)
 
   def train_batch(state, batches, i):
-    return train_step(state, pick(batches, i), task=task, skip_nonfinite=skip_nonfinite)
+    return train_step(state, pick(batches, i), task=task, skip_nonfinite=skip_nonfinite,
+                      augment=augment)
 
   def eval_batch(state, batches, i):
     return eval_step(state, pick(batches, i), task=task)

@@ -22,7 +22,8 @@ def test_lenet5_has_the_seed_parameter_count_and_output_shape():
 
 
 def test_create_model_rejects_unknown_name_and_argument():
-  with pytest.raises(ConfigError, match="Unknown model 'lenet' in config.model.name; choose one of \\['lenet5', 'mlp'\\]"):
+  with pytest.raises(ConfigError, match="Unknown model 'lenet' in config.model.name; choose one of \\[.*'lenet5', "
+                     "'linear_regression', 'lstm', 'mlp'"):
     create_model(ml_collections.ConfigDict({"name": "lenet"}), nnx.Rngs(0))
   with pytest.raises(ConfigError, match="config.model has \\['width'\\], which LeNet5 does not "
                      "take; its arguments are \\['in_channels', 'num_classes'\\]"):

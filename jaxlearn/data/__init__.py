@@ -1,4 +1,6 @@
-"""Datasets: raw sources (local files, TFDS) and the on-device pipeline."""
+"""Datasets: loaders (local files, TFDS, generators, your arrays) and the on-device pipeline."""
 
-from jaxlearn.data.pipeline import Splits, make_splits
-from jaxlearn.data.sources import load_raw
+from jaxlearn.data.custom import from_arrays, from_source
+from jaxlearn.data.datasets import DATASETS, load_raw
+from jaxlearn.data.pipeline import Splits, input_dims, make_splits
+from jaxlearn.data.sources import RawData

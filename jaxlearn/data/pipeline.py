@@ -1,4 +1,4 @@
-"""From raw arrays to normalised splits that live on the accelerator.
+"""From raw data to model-ready splits that live on the accelerator.
 
 Small datasets are copied to the devices once; every epoch is shuffled and cut
 into batches there by one compiled function, so the training loop never moves
@@ -12,42 +12,84 @@ import jax
 import numpy as np
 
 from jaxlearn import parallel
+from jaxlearn.data import images, tabular, text
+from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
 Split = dict[str, np.ndarray]  # {"inputs": ..., "targets": ...}
 
 
+# How a dataset without a test split of its own is cut, unless config.data.split_ratios says.
+DEFAULT_RATIOS = "7:2:1"
+
+
 class Splits(NamedTuple):
+  """Model-ready train/val/test arrays, and what was fitted on train to make them.
+
+  `preprocessing` (JSON-able) is what inference needs to prepare new inputs
+  the same way: image mean/std, the text vocabulary, or the table encoder.
+  """
   train: Split
   val: Split
   test: Split
+  preprocessing: dict
 
 
-def make_splits(raw, data_config, seed: int) -> Splits:
-  """Shuffles (from `seed`), splits and normalises the raw uint8 arrays."""
+def make_splits(raw: RawData, data_config, seed: int) -> Splits:
+  """Shuffles (from `seed`) and splits `raw`, then fits preprocessing on train only."""
   rng = np.random.default_rng(seed)
-  if data_config.split_ratios:
-    train, val, test = _split_by_ratios(raw, data_config.split_ratios, rng)
+  if data_config.split_ratios or raw.test is None:
+    train, val, test = _split_by_ratios(raw, data_config.split_ratios or DEFAULT_RATIOS, rng)
   else:
-    train, val = _hold_out(raw["train"], data_config.val_fraction, rng)
-    test = raw["test"]
+    train, val = _hold_out(raw.train, data_config.val_fraction, rng)
+    test = raw.test
   if data_config.max_train_examples:
     train = tuple(a[:data_config.max_train_examples] for a in train)
   if len(val[0]) == 0:
     raise ConfigError("The validation split is empty, but the best checkpoint is chosen on it; "
                       "set --config.data.val_fraction to a value in (0, 1).")
-  normalise = functools.partial(normalise_images, mean=data_config.mean, std=data_config.std)
-  return Splits(*({"inputs": normalise(x), "targets": y} for x, y in (train, val, test)))
+  fitted = fit_preprocessing(raw, train[0], data_config)
+  prepare = functools.partial(preprocess, raw.kind, fitted)
+  return Splits(*({"inputs": prepare(x), "targets": y} for x, y in (train, val, test)), fitted)
 
 
-def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:
-  """uint8 pixels -> float32 with the given per-channel mean/std (on [0, 1] scale)."""
-  mean = np.asarray(mean, np.float32)
-  std = np.asarray(std, np.float32)
-  if mean.shape[-1] not in (1, images.shape[-1]) or std.shape != mean.shape:
-    raise ConfigError(f"config.data.mean {tuple(mean)} / std {tuple(std)} must have one value "
-                      f"per image channel ({images.shape[-1]}).")
-  return (images.astype(np.float32) / 255.0 - mean) / std
+def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
+  """What the inputs' preparation learns, from the training split alone."""
+  if raw.kind == "image":
+    mean, std = data_config.mean, data_config.std
+    if not mean:  # Fitted, so no statistic of val/test leaks into training.
+      mean, std = images.channel_stats(train_inputs)
+    return {"mean": list(mean), "std": list(std)}
+  if raw.kind == "text":
+    vocabulary = text.build_vocabulary(train_inputs, data_config.vocab_size, data_config.min_count)
+    return {"vocabulary": vocabulary, "max_length": data_config.max_length}
+  if raw.kind == "table":
+    return {"columns": tabular.fit_table_encoder(train_inputs, raw.columns)}
+  return {}
+
+
+def preprocess(kind: str, fitted: dict, inputs) -> np.ndarray:
+  """Raw inputs -> the arrays a model takes, by what `fit_preprocessing` learnt."""
+  if kind == "image":
+    return images.normalise_images(inputs, fitted["mean"], fitted["std"])
+  if kind == "text":
+    return text.encode(inputs, fitted["vocabulary"], fitted["max_length"])
+  if kind == "table":
+    return tabular.encode_table(inputs, fitted["columns"])
+  return np.asarray(inputs)
+
+
+def input_dims(splits: Splits) -> dict[str, int]:
+  """Sizes a model can take from the data: features, channels, vocabulary, sequence length."""
+  inputs = splits.train["inputs"]
+  dims = {"in_features": int(np.prod(inputs.shape[1:]))}
+  if inputs.ndim == 4:
+    dims["in_channels"] = int(inputs.shape[-1])
+    dims["image_size"] = tuple(int(d) for d in inputs.shape[1:3])
+  if "vocabulary" in splits.preprocessing:
+    dims["vocab_size"] = len(splits.preprocessing["vocabulary"]) + 2  # + padding, unknown
+    dims["max_length"] = int(inputs.shape[1])
+  return dims
 
 
 def _hold_out(split, fraction: float, rng):
@@ -59,7 +101,7 @@ def _hold_out(split, fraction: float, rng):
   return tuple(a[train_idx] for a in split), tuple(a[val_idx] for a in split)
 
 
-def _split_by_ratios(raw, ratios: str, rng):
+def _split_by_ratios(raw: RawData, ratios: str, rng):
   try:
     parts = [float(r) for r in ratios.split(":")]
   except ValueError:
@@ -67,7 +109,7 @@ def _split_by_ratios(raw, ratios: str, rng):
   if len(parts) != 3 or min(parts) < 0 or parts[0] <= 0:
     raise ConfigError(f"config.data.split_ratios={ratios!r} must be 'train:val:test', "
                       "e.g. '7:2:1'.")
-  pooled = tuple(np.concatenate(a) for a in zip(*raw.values()))
+  pooled = tuple(np.concatenate(a) for a in zip(*[s for s in (raw.train, raw.test) if s]))
   order = rng.permutation(len(pooled[0]))
   ends = np.cumsum(parts)[:2] / sum(parts) * len(order)
   return tuple(tuple(a[idx] for a in pooled) for idx in np.split(order, ends.round().astype(int)))

@@ -9,17 +9,38 @@ import inspect
 from flax import nnx
 
 from jaxlearn.errors import ConfigError
+from jaxlearn.models.cnn import SimpleCNN
 from jaxlearn.models.lenet import LeNet5
+from jaxlearn.models.linear import LinearRegression, SimpleClassifier
 from jaxlearn.models.mlp import MLP
+from jaxlearn.models.resnet import BasicBlock, ResNet, ResNet18, ResNet20, ResNet56
+from jaxlearn.models.text import EmbeddingBagMLP, GRUClassifier, LSTMClassifier, RNNClassifier
+from jaxlearn.models.transformer import DigitTransformer
 
 MODELS = {
+    "linear_regression": LinearRegression,
+    "simple_classifier": SimpleClassifier,
     "mlp": MLP,
+    "simple_cnn": SimpleCNN,
     "lenet5": LeNet5,
+    "resnet": ResNet,
+    "resnet18": ResNet18,
+    "resnet20": ResNet20,
+    "resnet56": ResNet56,
+    "digit_transformer": DigitTransformer,
+    "rnn": RNNClassifier,
+    "gru": GRUClassifier,
+    "lstm": LSTMClassifier,
+    "embedding_bag": EmbeddingBagMLP,
 }
 
 
-def create_model(model_config, rngs: nnx.Rngs) -> nnx.Module:
+def create_model(model_config, rngs: nnx.Rngs, data_dims: dict | None = None) -> nnx.Module:
   """Builds `MODELS[model_config.name]` with the config's other fields as arguments.
+
+  `data_dims` (e.g. {"in_channels": 1, "num_classes": 10}, see
+  `jaxlearn.data.input_dims`) fills the arguments the model takes that the
+  config does not set.
 
   Example:
     model = create_model(ml_collections.ConfigDict({"name": "lenet5"}), nnx.Rngs(0))
@@ -35,4 +56,5 @@ def create_model(model_config, rngs: nnx.Rngs) -> nnx.Module:
   if unknown:
     raise ConfigError(f"config.model has {unknown}, which {cls.__name__} does not take; its "
                       f"arguments are {sorted(set(accepted) - {'self', 'rngs'})}.")
-  return cls(**kwargs, rngs=rngs)
+  from_data = {k: v for k, v in (data_dims or {}).items() if k in accepted and k not in kwargs}
+  return cls(**kwargs, **from_data, rngs=rngs)

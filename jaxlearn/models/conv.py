@@ -20,6 +20,7 @@ undilated, ungrouped 2-D NHWC convolutions on the CPU take the custom path.
 
 import functools
 
+from flax import nnx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -118,3 +119,7 @@ def _input_gradient(dy, w, pads, x_shape):
       dx = term if dx is None else dx + term
   (top, _), (left, _) = pads
   return dx[:, top:top + x_shape[1], left:left + x_shape[2], :]
+
+
+# nnx.Conv with this lowering: the zoo's convolution layer (same parameters and results).
+Conv = functools.partial(nnx.Conv, conv_general_dilated=conv_general_dilated)

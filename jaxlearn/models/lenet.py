@@ -1,14 +1,9 @@
 """LeNet-5 (LeCun et al. 1998) with ReLU and average pooling."""
 
-import functools
-
 from flax import nnx
 import jax
 
-from jaxlearn.models.conv import conv_general_dilated
-
-# nnx.Conv with jaxlearn's CPU-friendly lowering (identical parameters and results).
-Conv = functools.partial(nnx.Conv, conv_general_dilated=conv_general_dilated)
+from jaxlearn.models.conv import Conv
 
 
 class LeNet5(nnx.Module):

@@ -1,0 +1,138 @@
+"""Image datasets: MNIST-style IDX files, CIFAR-10's binary batches, or TFDS.
+
+Each loader returns uint8 images shaped (N, H, W, C) with int32 labels.
+"""
+
+import functools
+import os
+
+import numpy as np
+
+from jaxlearn.data import idx
+from jaxlearn.data.sources import RawData, load_tfds, local_or_tfds
+from jaxlearn.errors import ConfigError, DataError
+
+IDX_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+
+# Where each IDX dataset's files can be downloaded, and system folders holding them.
+IDX_ORIGINS = {
+    "mnist": "the MNIST distribution (e.g. https://storage.googleapis.com/cvdf-datasets/mnist/)",
+    "fashion_mnist": ("the Fashion-MNIST distribution (github.com/zalandoresearch/fashion-mnist, "
+                      "data/fashion/), or on Debian `apt-get install dataset-fashion-mnist`, "
+                      "which puts them in /usr/share/datasets/fashion-mnist"),
+}
+SYSTEM_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
+
+CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
+                 "test": ("test_batch.bin",)}
+CIFAR10_SHAPE = (3, 32, 32)  # Each record: 1 label byte, then the image as C, H, W bytes.
+
+
+def load_idx_dataset(data_config) -> RawData:
+  """MNIST or Fashion-MNIST from ROOT/<name>/ (IDX files), a system folder, or TFDS."""
+  name = data_config.name
+  how_to_get = functools.partial(_how_to_get_idx, name)
+  return local_or_tfds(data_config, functools.partial(load_idx_dir, name=name),
+                       functools.partial(_tfds_images, data_config, how_to_get), how_to_get,
+                       SYSTEM_DIRS.get(name, ()))
+
+
+def load_idx_dir(directory: str, name: str) -> RawData:
+  """Reads the four IDX files of an MNIST-style dataset from `directory`."""
+  paths = {split: [os.path.join(directory, f) for f in files] for split, files in IDX_FILES.items()}
+  missing = [p for ps in paths.values() for p in ps if not _exists(p)]
+  if missing:
+    raise DataError(_how_to_get_idx(
+        name, f"{', '.join(os.path.basename(p) for p in missing)} not found in {directory}"))
+  raw = {}
+  for split, (images_path, labels_path) in paths.items():
+    images = idx.read_idx(images_path, idx.IMAGES_MAGIC)
+    labels = idx.read_idx(labels_path, idx.LABELS_MAGIC)
+    if images.ndim != 3 or len(images) != len(labels):
+      raise DataError(f"{images_path} holds {images.shape[0]} images of shape {images.shape[1:]}"
+                      f" and {labels_path} {len(labels)} labels; they must pair one to one as"
+                      " (N, H, W) images and N labels. Download both files again.")
+    raw[split] = (images[..., None], labels.astype(np.int32))
+  return RawData("image", raw["train"], raw["test"])
+
+
+def load_cifar10(data_config) -> RawData:
+  """CIFAR-10 from the "binary version" files in ROOT/cifar10/ (or its cifar-10-batches-bin/)."""
+  return local_or_tfds(data_config, read_cifar10_dir,
+                       functools.partial(_tfds_images, data_config, _how_to_get_cifar10),
+                       _how_to_get_cifar10)
+
+
+def read_cifar10_dir(directory: str) -> RawData:
+  nested = os.path.join(directory, "cifar-10-batches-bin")
+  if os.path.isdir(nested):
+    directory = nested
+  missing = [f for files in CIFAR10_FILES.values() for f in files
+             if not os.path.exists(os.path.join(directory, f))]
+  if missing:
+    raise DataError(_how_to_get_cifar10(f"{', '.join(missing)} not found in {directory}"))
+  splits = {split: [_read_cifar10_batch(os.path.join(directory, f)) for f in files]
+            for split, files in CIFAR10_FILES.items()}
+  train, test = (tuple(np.concatenate(parts) for parts in zip(*splits[s])) for s in splits)
+  return RawData("image", train, test)
+
+
+def _read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
+  record = 1 + int(np.prod(CIFAR10_SHAPE))
+  raw = np.fromfile(path, np.uint8)
+  if raw.size == 0 or raw.size % record:
+    raise DataError(f"{path} holds {raw.size} bytes, not a whole number of {record}-byte "
+                    "CIFAR-10 records (1 label byte + 32x32x3 pixels); the file is truncated "
+                    "or is not the binary version: download cifar-10-binary.tar.gz again.")
+  raw = raw.reshape(-1, record)
+  labels = raw[:, 0].astype(np.int32)
+  if labels.max() > 9:
+    raise DataError(f"{path} has label {labels.max()}; CIFAR-10 labels are 0-9, so this is not "
+                    "a CIFAR-10 binary batch (CIFAR-100's files have two label bytes).")
+  images = raw[:, 1:].reshape(-1, *CIFAR10_SHAPE).transpose(0, 2, 3, 1)
+  return np.ascontiguousarray(images), labels
+
+
+def _tfds_images(data_config, how_to_get) -> RawData:
+  train, test = load_tfds(data_config, ("train", "test"), how_to_get)
+  as_arrays = lambda s: (np.asarray(s["image"], np.uint8), np.asarray(s["label"], np.int32))
+  return RawData("image", as_arrays(train), as_arrays(test))
+
+
+def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:
+  """uint8 pixels -> float32 with the given per-channel mean/std (on [0, 1] scale)."""
+  mean = np.asarray(mean, np.float32)
+  std = np.asarray(std, np.float32)
+  if mean.shape[-1] not in (1, images.shape[-1]) or std.shape != mean.shape:
+    raise ConfigError(f"config.data.mean {tuple(mean)} / std {tuple(std)} must have one value "
+                      f"per image channel ({images.shape[-1]}).")
+  return (images.astype(np.float32) / 255.0 - mean) / std
+
+
+def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
+  """Per-channel mean and std of uint8 images on the [0, 1] scale (fitted on train only)."""
+  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
+  return tuple(pixels.mean(0).tolist()), tuple(np.maximum(pixels.std(0), 1e-6).tolist())
+
+
+def _exists(path: str) -> bool:
+  return os.path.exists(path) or (path.endswith(".gz") and os.path.exists(path[:-3]))
+
+
+def _how_to_get_idx(name: str, reason: str) -> str:
+  files = ", ".join(f for pair in IDX_FILES.values() for f in pair)
+  return (f"No {name} data: {reason}. Either put the four IDX files ({files}) from "
+          f"{IDX_ORIGINS[name]} in ROOT/{name}/ and pass --config.data.dir=ROOT "
+          "(or set JAXLEARN_DATA_DIR=ROOT), or run `pip install 'jaxlearn[tfds]'` on a machine "
+          "with internet access so TensorFlow Datasets can download and prepare it.")
+
+
+def _how_to_get_cifar10(reason: str) -> str:
+  return (f"No cifar10 data: {reason}. Either unpack cifar-10-binary.tar.gz (the \"binary "
+          "version\" from https://www.cs.toronto.edu/~kriz/cifar.html: data_batch_1.bin .. "
+          "data_batch_5.bin, test_batch.bin) into ROOT/cifar10/ and pass --config.data.dir=ROOT, "
+          "or run `pip install 'jaxlearn[tfds]'` with internet access so TensorFlow Datasets can "
+          "download it.")

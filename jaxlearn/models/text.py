@@ -1,0 +1,93 @@
+"""Text classifiers on token ids (0 = padding): recurrent (GRU/LSTM) and an embedding bag.
+
+Each sequence's true length is the number of non-padding ids, so padding never
+changes a prediction: the recurrent models stop each sequence at its length
+(`seq_lengths`; the backward direction starts at the last real token), and the
+embedding bag averages real tokens only.
+"""
+
+from collections.abc import Sequence
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+
+from jaxlearn.data.text import PAD
+from jaxlearn.errors import ConfigError
+
+CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell}
+
+
+def sequence_lengths(ids: jax.Array) -> jax.Array:
+  """Real tokens per sequence (at least 1, so an empty text reads one padding token)."""
+  return jnp.maximum((ids != PAD).sum(axis=-1), 1)
+
+
+class RNNClassifier(nnx.Module):
+  """embedding -> dropout -> GRU/LSTM (optionally both directions) -> last state -> dropout -> fc."""
+
+  def __init__(self, vocab_size: int, num_classes: int = 2, cell: str = "gru",
+               embed_dim: int = 128, hidden: int = 128, bidirectional: bool = False,
+               dropout: float = 0.0, *, rngs: nnx.Rngs):
+    if cell not in CELLS:
+      raise ConfigError(f"config.model.cell={cell!r}; choose one of {sorted(CELLS)}.")
+    self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+    make_rnn = lambda: nnx.RNN(CELLS[cell](embed_dim, hidden, rngs=rngs), return_carry=True,
+                               rngs=rngs)
+    self.forward_rnn = make_rnn()
+    self.backward_rnn = make_rnn() if bidirectional else None
+    self.is_lstm = cell == "lstm"
+    self.dropout = nnx.Dropout(dropout)
+    self.head = nnx.Linear(hidden * (2 if bidirectional else 1), num_classes, rngs=rngs)
+
+  def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
+    lengths = sequence_lengths(ids)
+    x = self.dropout(self.embed(ids), deterministic=not train, rngs=rngs)
+    states = [self._last_state(self.forward_rnn, x, lengths, reverse=False)]
+    if self.backward_rnn is not None:
+      states.append(self._last_state(self.backward_rnn, x, lengths, reverse=True))
+    h = jnp.concatenate(states, axis=-1)
+    return self.head(self.dropout(h, deterministic=not train, rngs=rngs))
+
+  def _last_state(self, rnn, x, lengths, *, reverse: bool):
+    carry, _ = rnn(x, seq_lengths=lengths, reverse=reverse, keep_order=True)
+    return carry[1] if self.is_lstm else carry  # An LSTM's carry is (c, h).
+
+
+class GRUClassifier(RNNClassifier):
+  """RNNClassifier with a GRU cell."""
+
+  def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 128,
+               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0, *,
+               rngs: nnx.Rngs):
+    super().__init__(vocab_size, num_classes, "gru", embed_dim, hidden, bidirectional, dropout,
+                     rngs=rngs)
+
+
+class LSTMClassifier(RNNClassifier):
+  """RNNClassifier with an LSTM cell."""
+
+  def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 128,
+               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0, *,
+               rngs: nnx.Rngs):
+    super().__init__(vocab_size, num_classes, "lstm", embed_dim, hidden, bidirectional, dropout,
+                     rngs=rngs)
+
+
+class EmbeddingBagMLP(nnx.Module):
+  """The bag-of-words baseline: the mean embedding of the real tokens -> MLP."""
+
+  def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64,
+               hidden: Sequence[int] = (64,), dropout: float = 0.0, *, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+    sizes = [embed_dim, *hidden]
+    self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
+    self.dropout = nnx.Dropout(dropout)
+    self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
+
+  def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
+    real = (ids != PAD)[..., None].astype(jnp.float32)
+    x = (self.embed(ids) * real).sum(axis=1) / jnp.maximum(real.sum(axis=1), 1.0)
+    for layer in self.hidden:
+      x = self.dropout(nnx.relu(layer(x)), deterministic=not train, rngs=rngs)
+    return self.head(x)
