@@ -17,7 +17,7 @@ from jaxlearn.data.sources import RawData, check_pairs, labels_to_ids, load_tfds
 from jaxlearn.errors import ConfigError, DataError
 
 PAD, UNK = 0, 1
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|'[a-z]+|[^\sa-z0-9]")
+_WORD = re.compile(r"[a-z0-9]+|'[a-z]+|[^\sa-z0-9]")
 
 
 def tokenize(text: str) -> list[str]:

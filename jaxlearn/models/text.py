@@ -32,11 +32,13 @@ class RNNClassifier(nnx.Module):
     if cell not in CELLS:
       raise ConfigError(f"config.model.cell={cell!r}; choose one of {sorted(CELLS)}.")
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+    # The initial state is zeros (given in the call), so the RNN needs no random stream.
     make_rnn = lambda: nnx.RNN(CELLS[cell](embed_dim, hidden, rngs=rngs), return_carry=True,
-                               rngs=rngs)
+                               rngs=False)
     self.forward_rnn = make_rnn()
     self.backward_rnn = make_rnn() if bidirectional else None
     self.is_lstm = cell == "lstm"
+    self.hidden_size = hidden
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(hidden * (2 if bidirectional else 1), num_classes, rngs=rngs)
 
@@ -50,7 +52,9 @@ class RNNClassifier(nnx.Module):
     return self.head(self.dropout(h, deterministic=not train, rngs=rngs))
 
   def _last_state(self, rnn, x, lengths, *, reverse: bool):
-    carry, _ = rnn(x, seq_lengths=lengths, reverse=reverse, keep_order=True)
+    zeros = jnp.zeros((x.shape[0], self.hidden_size), x.dtype)
+    carry, _ = rnn(x, initial_carry=(zeros, zeros) if self.is_lstm else zeros,
+                   seq_lengths=lengths, reverse=reverse, keep_order=True)
     return carry[1] if self.is_lstm else carry  # An LSTM's carry is (c, h).
 
 

@@ -28,8 +28,9 @@ class EncoderBlock(nnx.Module):
 
   def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float, *, rngs: nnx.Rngs):
     self.attention_norm = nnx.LayerNorm(dim, rngs=rngs)
+    # Dropout keys come with each call (train_step's per-step key), not stored here.
     self.attention = nnx.MultiHeadAttention(heads, dim, dropout_rate=dropout, decode=False,
-                                            rngs=rngs)
+                                            keep_rngs=False, rngs=rngs)
     self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
     self.mlp_in = nnx.Linear(dim, mlp_dim, rngs=rngs)
     self.mlp_out = nnx.Linear(mlp_dim, dim, rngs=rngs)
