@@ -6,7 +6,10 @@
 Both sides train the same model (same layers, initialisation scheme aside), with
 the same optimizer (Adam, lr 1e-3), batch size, dtype (fp32) and data, held in
 memory: MNIST from $JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent),
-generated learnable data for resnet20 (CIFAR-shaped) and gru (token sequences).
+generated learnable data for resnet20 (CIFAR-shaped 32x32x3 images) and gru
+(configs/imdb_gru.py's bidirectional GRU on IMDB-shaped token sequences of 32-256
+real tokens padded to 256; PyTorch packs them with pack_padded_sequence, so both
+sides stop each sequence at its true length).
 jaxlearn runs its real loop (`train.train_epoch` over `train.compile_steps`'
 `train_step`, the epoch shuffled by `pipeline.make_epoch_batcher`); PyTorch runs
 the loop the seeds write: shuffle, slice, zero_grad, forward, backward, step.
@@ -32,7 +35,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from jaxlearn import parallel, tasks, train  # pylint: disable=wrong-import-position
 from jaxlearn.config import default_config  # pylint: disable=wrong-import-position
-from jaxlearn.data import pipeline, sources  # pylint: disable=wrong-import-position
+from jaxlearn.data import datasets, images as image_data, pipeline, sources  # pylint: disable=wrong-import-position
+
+GRU_LENGTH, GRU_VOCAB = 256, 20002
 
 
 # ---------------------------------------------------------------- data
@@ -44,8 +49,8 @@ def mnist_images(max_examples: int):
   config.dir = root
   config.source = "local"
   try:
-    raw = sources.load_raw(config)["train"]
-    images = pipeline.normalise_images(raw[0], config.mean, config.std)
+    raw = datasets.load_raw(config).train
+    images = image_data.normalise_images(raw[0], (0.1307,), (0.3081,))
     labels = raw[1].astype(np.int32)
     source = "MNIST train split"
   except Exception:  # pylint: disable=broad-except
@@ -55,6 +60,43 @@ def mnist_images(max_examples: int):
     images[np.arange(60000), labels * 2 + 3, 4:24, 0] += 3.0  # A learnable bar per class.
     source = f"generated (no MNIST under ${sources.DATA_DIR_ENV})"
   return images[:max_examples], labels[:max_examples], source
+
+
+def cifar_like_images(max_examples: int):
+  """Random 32x32x3 images with a learnable colour band per class (CIFAR-10's shape)."""
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, max_examples).astype(np.int32)
+  images = rng.normal(size=(max_examples, 32, 32, 3)).astype(np.float32)
+  images[np.arange(max_examples), labels * 3 + 1, 4:28, labels % 3] += 3.0
+  return images, labels, "generated CIFAR-shaped images"
+
+
+def token_sequences(max_examples: int):
+  """Sequences of 32-256 random token ids padded with 0 to 256; the label is whether a
+  'positive' id (2-101) outnumbers a 'negative' one (102-201)."""
+  rng = np.random.default_rng(0)
+  ids = np.zeros((max_examples, GRU_LENGTH), np.int32)
+  labels = np.zeros(max_examples, np.int32)
+  for row in range(max_examples):
+    length = int(rng.integers(32, GRU_LENGTH + 1))
+    ids[row, :length] = rng.integers(2, GRU_VOCAB, length)
+    positive, negative = np.sum(ids[row] < 102) - np.sum(ids[row] == 0), np.sum(
+        (ids[row] >= 102) & (ids[row] < 202))
+    labels[row] = int(positive > negative)
+  return ids, labels, "generated token sequences (IMDB-shaped)"
+
+
+# Benchmark name -> (jaxlearn model config, data, default examples per epoch).
+BENCHMARKED = {
+    "lenet5": ({"name": "lenet5"}, mnist_images, 60000),
+    "mlp": ({"name": "mlp", "hidden": (128,)}, mnist_images, 60000),
+    "resnet20": ({"name": "resnet20"}, cifar_like_images, 5120),
+    "gru": ({"name": "gru", "embed_dim": 128, "hidden": 128, "bidirectional": True},
+            token_sequences, 2560),
+}
+# The sizes jaxlearn takes from the data, per benchmark.
+DIMS = {"lenet5": {}, "mlp": {}, "resnet20": {"in_channels": 3},
+        "gru": {"vocab_size": GRU_VOCAB, "num_classes": 2}}
 
 
 # ---------------------------------------------------------------- models per side
@@ -70,16 +112,81 @@ def torch_model(name: str):
         nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
   if name == "mlp":
     return nn.Sequential(nn.Flatten(), nn.Linear(784, 128), nn.ReLU(), nn.Linear(128, 10))
+  if name == "resnet20":
+    return TorchResNet20()
+  if name == "gru":
+    return TorchGRU()
   raise ValueError(name)
 
 
-# Benchmark name -> jaxlearn model name.
-BENCHMARKED = {"lenet5": "lenet5", "mlp": "mlp"}
+def _torch_modules():
+  """PyTorch ResNet-20 and GRU classifiers, as a seed would write them."""
+  import torch  # pylint: disable=import-outside-toplevel
+  from torch import nn  # pylint: disable=import-outside-toplevel
+
+  class Block(nn.Module):
+
+    def __init__(self, cin, cout, stride):
+      super().__init__()
+      self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+      self.bn1 = nn.BatchNorm2d(cout)
+      self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+      self.bn2 = nn.BatchNorm2d(cout)
+      self.shortcut = nn.Sequential()
+      if stride != 1 or cin != cout:
+        self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+      y = torch.relu(self.bn1(self.conv1(x)))
+      return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+  class ResNet20(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16),
+                                nn.ReLU())
+      layers, cin = [], 16
+      for stage, width in enumerate((16, 32, 64)):
+        for i in range(3):
+          layers.append(Block(cin, width, 2 if stage and not i else 1))
+          cin = width
+      self.blocks = nn.Sequential(*layers)
+      self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+      return self.head(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+  class GRU(nn.Module):
+
+    def __init__(self):
+      super().__init__()
+      self.embed = nn.Embedding(GRU_VOCAB, 128, padding_idx=0)
+      self.gru = nn.GRU(128, 128, batch_first=True, bidirectional=True)
+      self.head = nn.Linear(256, 2)
+
+    def forward(self, ids):
+      lengths = (ids != 0).sum(1).clamp(min=1)
+      packed = nn.utils.rnn.pack_padded_sequence(self.embed(ids), lengths.cpu(),
+                                                 batch_first=True, enforce_sorted=False)
+      _, h = self.gru(packed)
+      return self.head(torch.cat([h[0], h[1]], dim=1))
+
+  return ResNet20, GRU
+
+
+def TorchResNet20():  # pylint: disable=invalid-name
+  return _torch_modules()[0]()
+
+
+def TorchGRU():  # pylint: disable=invalid-name
+  return _torch_modules()[1]()
 
 
 def jaxlearn_config(name: str, batch_size: int):
   config = default_config()
-  config.model.name = BENCHMARKED[name]
+  config.model.update(BENCHMARKED[name][0])
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
   config.schedule.name = "constant"
@@ -108,7 +215,7 @@ class JaxlearnSide:
     self.config = jaxlearn_config(name, batch_size)
     self.mesh = parallel.make_mesh()
     self.steps = len(labels) // batch_size
-    self.state = jax.device_put(train.create_state(self.config, self.steps),
+    self.state = jax.device_put(train.create_state(self.config, self.steps, DIMS[name]),
                                 parallel.replicated(self.mesh))
     self.train_batch, _ = train.compile_steps(self.mesh, tasks.make_task(self.config))
     self.batcher = pipeline.make_epoch_batcher(batch_size, self.mesh)
@@ -135,7 +242,10 @@ class TorchSide:
     torch.manual_seed(0)
     self.model = torch_model(name)
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-    self.inputs = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    if images.ndim == 4:  # NHWC -> PyTorch's NCHW.
+      images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    self.inputs = torch.from_numpy(images if images.dtype != np.int32 else
+                                   images.astype(np.int64))
     self.targets = torch.from_numpy(labels.astype(np.int64))
     self.batch_size = batch_size
     self.steps = len(labels) // batch_size
@@ -175,7 +285,10 @@ def machine() -> dict:
 
 
 def benchmark(name: str, reps: int, batch_size: int, max_examples: int) -> dict:
-  images, labels, source = mnist_images(max_examples)
+  _, make_data, default_examples = BENCHMARKED[name]
+  images, labels, source = make_data(min(max_examples or default_examples, default_examples)
+                                     if name in ("resnet20", "gru") else
+                                     max_examples or default_examples)
   print(f"\n{name}: {len(labels)} examples ({source}), batch {batch_size}, {reps} alternating "
         "repetitions of one epoch each", flush=True)
   started = time.perf_counter()
@@ -227,18 +340,19 @@ def check_comparable_losses(name: str, losses: dict) -> None:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--models", default="lenet5,mlp",
-                      help="comma-separated: lenet5, mlp")
+  parser.add_argument("--models", default="lenet5,mlp,resnet20,gru",
+                      help="comma-separated: lenet5, mlp, resnet20, gru")
   parser.add_argument("--reps", type=int, default=5, help="alternating repetitions (>= 5)")
   parser.add_argument("--batch-size", type=int, default=128)
-  parser.add_argument("--max-examples", type=int, default=60000)
+  parser.add_argument("--max-examples", type=int, default=0,
+                      help="examples per epoch; 0: 60000 (lenet5, mlp), 5120 (resnet20), "
+                           "2560 (gru); resnet20/gru never use more than their default")
   parser.add_argument("--json", help="write the results here")
   args = parser.parse_args()
   names = args.models.split(",")
   unknown = [name for name in names if name not in BENCHMARKED]
   if unknown:
-    parser.error(f"--models: {unknown} not benchmarked yet; choose from {list(BENCHMARKED)} "
-                 "(resnet20 and gru join when the model zoo has them).")
+    parser.error(f"--models: {unknown} are not benchmarked; choose from {list(BENCHMARKED)}.")
   results = {name: benchmark(name, args.reps, args.batch_size, args.max_examples)
              for name in names}
   if args.json:
