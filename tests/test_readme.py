@@ -17,3 +17,14 @@ def test_readme_research_example_runs():
   assert set(namespace["metrics"].compute()) == {"loss", "accuracy", "learning_rate",
                                                  "grad_norm", "param_norm", "nonfinite"}
   assert float(namespace["metrics"].compute()["learning_rate"]) == pytest.approx(1e-3)
+
+
+def test_readme_custom_data_example_trains(tmp_path, monkeypatch):
+  readme = (PROJECT_ROOT / "README.md").read_text()
+  section = readme.split("**Your own data**", 1)[1]
+  code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+  code = code.replace('"/tmp/squares"', repr(str(tmp_path / "squares")))
+  monkeypatch.chdir(PROJECT_ROOT)
+  namespace = {}
+  exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  assert namespace["summary"]["test_accuracy"] >= 0.9

@@ -172,3 +172,16 @@ def test_embedding_bag_is_the_mean_of_real_token_embeddings():
   ids = jnp.asarray([[4, 6, 0, 0]])
   mean = model.embed(jnp.asarray([4, 6])).mean(0, keepdims=True)
   np.testing.assert_allclose(model(ids), model.head(mean), atol=1e-6)
+
+
+def test_fast_max_pool_matches_nnx_values_and_gradients():
+  from jaxlearn.models.pooling import max_pool
+  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
+  reference = lambda v: nnx.max_pool(v, (2, 2), strides=(2, 2))
+  np.testing.assert_array_equal(max_pool(x, (2, 2)), reference(x))
+  weights = jnp.arange(1.0, 73.0).reshape(2, 4, 3, 3)
+  grad = lambda f: jax.grad(lambda v: (f(v) * weights).sum())(x)
+  np.testing.assert_array_equal(grad(lambda v: max_pool(v, (2, 2))), grad(reference))
+  # Overlapping windows fall back to nnx.max_pool.
+  np.testing.assert_array_equal(max_pool(x, (3, 3), (2, 2), "SAME"),
+                                nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME"))

@@ -6,6 +6,7 @@ from flax import nnx
 import jax
 
 from jaxlearn.models.conv import Conv
+from jaxlearn.models.pooling import max_pool
 
 
 class SimpleCNN(nnx.Module):
@@ -31,7 +32,7 @@ class SimpleCNN(nnx.Module):
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
     for conv in self.convs:
-      x = nnx.max_pool(nnx.relu(conv(x)), window_shape=(2, 2), strides=(2, 2))
+      x = max_pool(nnx.relu(conv(x)), (2, 2))
     x = x.reshape(x.shape[0], -1)
     if self.hidden is not None:
       x = nnx.relu(self.hidden(self.dropout(x, deterministic=not train, rngs=rngs)))

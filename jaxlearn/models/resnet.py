@@ -12,6 +12,7 @@ import jax
 
 from jaxlearn.errors import ConfigError
 from jaxlearn.models.conv import Conv
+from jaxlearn.models.pooling import max_pool
 
 
 def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -73,7 +74,7 @@ class ResNet(nnx.Module):
     del rngs  # No dropout.
     x = nnx.relu(self.stem_bn(self.stem(x), use_running_average=not train))
     if not self.small_images:
-      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+      x = max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for block in self.blocks:
       x = block(x, train=train)
     return self.head(x.mean(axis=(1, 2)))
