@@ -90,7 +90,7 @@ def token_sequences(max_examples: int):
 BENCHMARKED = {
     "lenet5": ({"name": "lenet5"}, mnist_images, 60000),
     "mlp": ({"name": "mlp", "hidden": (128,)}, mnist_images, 60000),
-    "resnet20": ({"name": "resnet20"}, cifar_like_images, 5120),
+    "resnet20": ({"name": "resnet20"}, cifar_like_images, 2560),
     "gru": ({"name": "gru", "embed_dim": 128, "hidden": 128, "bidirectional": True},
             token_sequences, 2560),
 }
@@ -345,7 +345,7 @@ def main():
   parser.add_argument("--reps", type=int, default=5, help="alternating repetitions (>= 5)")
   parser.add_argument("--batch-size", type=int, default=128)
   parser.add_argument("--max-examples", type=int, default=0,
-                      help="examples per epoch; 0: 60000 (lenet5, mlp), 5120 (resnet20), "
+                      help="examples per epoch; 0: 60000 (lenet5, mlp), 2560 (resnet20), "
                            "2560 (gru); resnet20/gru never use more than their default")
   parser.add_argument("--json", help="write the results here")
   args = parser.parse_args()
