@@ -227,3 +227,26 @@ def test_training_curves_are_plotted_from_the_history(small_config, tmp_path):
   assert curves["accuracy"]["val"] == [h["val_accuracy"] for h in summary["history"]]
   assert curves["loss"]["train"] == [h["train_loss"] for h in summary["history"]]
   assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sst2_from_tfds_uses_validation_as_test(monkeypatch):
+
+  class FakeTfds:
+    calls = []
+
+    @classmethod
+    def load(cls, name, split, **kwargs):
+      cls.calls.append((name, split))
+      make = lambda n: {"sentence": np.array([b"a fine film"] * n), "label": np.arange(n) % 2,
+                        "idx": np.arange(n)}
+      return [make(6), make(4)]
+
+    @staticmethod
+    def as_numpy(tree):
+      return tree
+
+  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", FakeTfds)
+  monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  raw = data.load_raw(_data_config(name="sst2"))
+  assert FakeTfds.calls == [("glue/sst2", ["train", "validation"])]
+  assert raw.kind == "text" and raw.train[0][0] == "a fine film" and len(raw.test[1]) == 4
