@@ -160,7 +160,7 @@ def prepare_task(config, splits: data.Splits) -> tuple[tasks.Task, data.Splits]:
   task = tasks.TASKS[config.task]
   for split in splits[:3]:
     tasks.check_targets(task, split["targets"])
-  task = tasks.make_task(config, task.num_outputs(splits.train["targets"]))
+  task = tasks.make_task(config, num_outputs(task, splits))
   if config.monitor not in tasks.metric_names(task):
     raise ConfigError(f"config.monitor={config.monitor!r} is not a metric of the "
                       f"{task.name!r} task; choose one of {tasks.metric_names(task)} (with "
@@ -170,9 +170,14 @@ def prepare_task(config, splits: data.Splits) -> tuple[tasks.Task, data.Splits]:
                                test=cast(splits.test))
 
 
+def num_outputs(task: tasks.Task, splits: data.Splits) -> int:
+  """The model's output size: classes (over every split) or the target width."""
+  return max(task.num_outputs(s["targets"]) for s in splits[:3])
+
+
 def data_dims(splits: data.Splits, task: tasks.Task) -> dict:
   """Model arguments the data decides: input sizes, vocabulary, and the output size."""
-  outputs = max(task.num_outputs(s["targets"]) for s in splits[:3])
+  outputs = num_outputs(task, splits)
   return {**data.input_dims(splits), "num_classes": outputs, "out_features": outputs}
 
 
