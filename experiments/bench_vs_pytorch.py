@@ -235,7 +235,8 @@ class JaxlearnSide:
     self.steps = len(labels) // batch_size
     self.state = jax.device_put(train.create_state(self.config, self.steps, DIMS[name]),
                                 parallel.replicated(self.mesh))
-    self.train_batch, _ = train.compile_steps(self.mesh, tasks.make_task(self.config))
+    self.train_chunk, _ = train.compile_steps(self.mesh, tasks.make_task(self.config),
+                                              steps_per_call=self.config.steps_per_call)
     self.batcher = pipeline.make_epoch_batcher(batch_size, self.mesh)
     self.data = pipeline.to_device({"inputs": images, "targets": labels}, self.mesh)
     self.epoch = 0
@@ -243,8 +244,8 @@ class JaxlearnSide:
   def run_epoch(self) -> tuple[float, float]:
     """Trains one epoch; returns (seconds, mean training loss)."""
     started = time.perf_counter()
-    batches = self.batcher(self.data, jax.random.PRNGKey(self.epoch))
-    self.state, metrics = train.train_epoch(self.state, self.train_batch, batches, 0, self.steps,
+    batches = self.batcher(self.data, 0, self.epoch)
+    self.state, metrics = train.train_epoch(self.state, self.train_chunk, batches, 0, self.steps,
                                             self.config, self.epoch, _NullReporter(), _NoStop())
     jax.block_until_ready(self.state)
     self.epoch += 1

@@ -149,5 +149,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.max_consecutive_nonfinite = 10
 
   config.log_every_steps = 100
+  # Train steps per compiled call (one dispatch from Python); see step.train_steps.
+  config.steps_per_call = 16
   config.progress_bar = True
   return config

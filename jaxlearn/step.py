@@ -73,6 +73,39 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   return new_state, metrics
 
 
+def train_steps(state: TrainState, batch_at: Callable[[jax.Array], dict], count, *,
+                max_count: int, **step_options):
+  """`count` train steps on batch_at(0), batch_at(1), ... as one compiled loop.
+
+  `count` (1 <= count <= `max_count`) may be traced, so one compiled program
+  serves every chunk of an epoch. A small model's step takes less time than a dispatch from Python
+  (LeNet-5's MLP sibling: 0.5 ms against ~0.4 ms per call on a 2-core CPU), so
+  the training loop runs steps in chunks. `step_options` go to `train_step`.
+
+  Returns (state, the steps' merged metrics, per-step arrays of length
+  `max_count` whose first `count` entries hold each step's "loss",
+  "grad_norm" and "nonfinite").
+  """
+
+  def step(i, state):
+    return train_step(state, batch_at(i), **step_options)
+
+  # Zeros merge as "no steps yet" for every metric the tasks use (sums, counts, last values).
+  none_yet = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(step, 0, state)[1])
+  per_step = {"loss": jnp.zeros(max_count), "grad_norm": jnp.zeros(max_count),
+              "nonfinite": jnp.zeros(max_count, bool)}
+
+  def body(i, carry):
+    state, merged, per_step = carry
+    state, metrics = step(i, state)
+    values = {"loss": metrics.loss.compute(), "grad_norm": metrics.grad_norm.compute(),
+              "nonfinite": metrics.nonfinite.total > 0}
+    per_step = {k: v.at[i].set(values[k].astype(v.dtype)) for k, v in per_step.items()}
+    return state, merged.merge(metrics), per_step
+
+  return jax.lax.fori_loop(0, count, body, (state, none_yet, per_step))
+
+
 def _updated_ema(state: TrainState, params, opt_state):
   """The weights' moving average, advanced only by steps that changed the weights."""
   if state.ema_params is None:

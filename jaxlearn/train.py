@@ -14,15 +14,16 @@ import time
 from absl import logging
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
-from jaxlearn import checkpoint, data, init, interrupts, optim, parallel, reporting, tasks
+from jaxlearn import checkpoint, compiler, data, init, interrupts, optim, parallel, reporting, tasks
 from jaxlearn import state as state_lib
 from jaxlearn.data import augment as augmentation
 from jaxlearn.data import pipeline
 from jaxlearn.errors import ConfigError, NonFiniteLossError
 from jaxlearn.models import create_model
-from jaxlearn.step import eval_step, train_step
+from jaxlearn.step import eval_step, train_steps
 from jaxlearn.tasks import CLASSIFICATION
 
 # config.precision -> the dtype the forward pass computes in (None: the parameters').
@@ -84,20 +85,20 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   _write_json(os.path.join(workdir, "config.json"), config.to_dict())
   _write_json(os.path.join(workdir, "preprocessing.json"), splits.preprocessing)
 
-  train_batch, eval_batch = compile_steps(mesh, task, config.on_nonfinite == "skip", augment)
+  train_chunk, eval_batch = compile_steps(mesh, task, config.on_nonfinite == "skip", augment,
+                                         config.steps_per_call)
   train_data = pipeline.to_device(splits.train, mesh)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
-  data_key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
   reporter = reporting.Reporter(workdir)
   try:
     with interrupts.catch_stop_signals() as stop:
       for epoch in range(progress.epochs_done,
                          config.num_epochs if not progress.stop_reason else 0):
         started = time.time()
-        batches = batcher(train_data, pipeline.epoch_key(data_key, epoch))
+        batches = batcher(train_data, config.seed, epoch)
         first = int(state.step) - epoch * steps_per_epoch
-        state, train_metrics = train_epoch(state, train_batch, batches, first, steps_per_epoch,
+        state, train_metrics = train_epoch(state, train_chunk, batches, first, steps_per_epoch,
                                            config, epoch, reporter, stop)
         if int(state.step) < (epoch + 1) * steps_per_epoch:  # Stopped mid-epoch.
           progress.train_seconds += time.time() - started
@@ -149,6 +150,9 @@ def check_config(config, num_devices: int) -> None:
     raise ConfigError(f"config.precision={config.precision!r}; use one of {sorted(PRECISIONS)}.")
   if config.on_nonfinite not in ("stop", "skip"):
     raise ConfigError(f"config.on_nonfinite={config.on_nonfinite!r}; use 'stop' or 'skip'.")
+  for name in ("steps_per_call", "log_every_steps"):
+    if config[name] < 1:
+      raise ConfigError(f"config.{name}={config[name]}; use 1 or more.")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f"config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1) "
                       "such as 0.999.")
@@ -223,52 +227,63 @@ def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
                                       compute_dtype=state.compute_dtype)
 
 
-def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augment=None):
-  """jit-compiled `train_step`/`eval_step` on batch `i` of a stack already on the devices.
+def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augment=None,
+                  steps_per_call: int = 1):
+  """Compiled `train_steps` (chunks of up to `steps_per_call` steps) and `eval_step`.
 
-  Picking the batch inside the compiled step keeps one dispatch per step and no
-  host-to-device copies; the state is donated so XLA updates it in place.
-  `augment(images, key)` (see jaxlearn.data.augment) runs inside the train step.
+  Both take their batches from data already on the devices, so a chunk is one
+  dispatch with no host-to-device copies; the state is donated so XLA updates
+  it in place. `augment(images, key)` (see jaxlearn.data.augment) runs inside
+  the train step. The train function is called as
+  `train_chunk(state, epoch, first, count)` for steps first..first+count-1 of
+  a `pipeline.Epoch`, the eval one as `eval_batch(state, batches, i)`.
   """
   replicated = parallel.replicated(mesh)
 
-  def pick(batches, i):
-    return jax.tree.map(lambda b: b[i], batches)
-
-  def train_batch(state, batches, i):
-    return train_step(state, pick(batches, i), task=task, skip_nonfinite=skip_nonfinite,
-                      augment=augment)
+  def train_chunk(state, epoch, first, count):
+    return train_steps(state, lambda i: epoch.batch(first + i), count, max_count=steps_per_call,
+                       task=task, skip_nonfinite=skip_nonfinite, augment=augment)
 
   def eval_batch(state, batches, i):
-    return eval_step(state, pick(batches, i), task=task)
+    return eval_step(state, jax.tree.map(lambda b: b[i], batches), task=task)
 
-  return (jax.jit(train_batch, out_shardings=(replicated, replicated), donate_argnums=0),
-          jax.jit(eval_batch, out_shardings=replicated))
+  options = compiler.options()
+  return (jax.jit(train_chunk, out_shardings=replicated, donate_argnums=0,
+                  compiler_options=options),
+          jax.jit(eval_batch, out_shardings=replicated, compiler_options=options))
 
 
-def train_epoch(state, train_batch, batches, first_step, steps_per_epoch, config, epoch,
+def train_epoch(state, train_chunk, batches, first_step, steps_per_epoch, config, epoch,
                 reporter, stop):
-  """Runs the epoch's steps from `first_step`; logs every `config.log_every_steps`."""
+  """Runs the epoch's steps from `first_step` in chunks; logs every `config.log_every_steps`.
+
+  Between chunks nothing waits for the device; the host reads results back
+  once per logging window (and when a stop is requested).
+  """
   epoch_metrics, window, consecutive_nonfinite = None, [], 0
-  window_start = time.time()
+  window_start, window_steps, step = time.time(), 0, first_step
   bar = reporting.progress_bar(config.progress_bar, steps_per_epoch, first_step,
                                f"epoch {epoch + 1}/{config.num_epochs}")
-  for i in range(first_step, steps_per_epoch):
-    state, metrics = train_batch(state, batches, i)
-    window.append(metrics)
-    bar.update(1)
-    last = i == steps_per_epoch - 1
-    if len(window) == config.log_every_steps or last or stop.requested:
-      merged, nonfinite = _reduce_window(window)
-      consecutive_nonfinite = check_finite(window, jax.device_get(nonfinite), int(state.step),
-                                           consecutive_nonfinite, config)
+  while step < steps_per_epoch:
+    count = min(config.steps_per_call, config.log_every_steps - window_steps,
+                steps_per_epoch - step)
+    state, metrics, per_step = train_chunk(state, batches, step, count)
+    window.append((metrics, per_step, count))
+    step, window_steps = step + count, window_steps + count
+    bar.update(count)
+    if window_steps == config.log_every_steps or step == steps_per_epoch or stop.requested:
+      merged = _merge([m for m, _, _ in window])
+      steps = {k: np.concatenate([jax.device_get(p[k])[:n] for _, p, n in window])
+               for k in ("loss", "grad_norm", "nonfinite")}
+      consecutive_nonfinite = check_finite(steps, int(state.step), consecutive_nonfinite,
+                                           config)
       scalars = _scalars(merged)
-      scalars["images_per_second"] = len(window) * config.batch_size / (time.time() - window_start)
+      scalars["images_per_second"] = window_steps * config.batch_size / (time.time() - window_start)
       reporter.write(int(state.step), "train", scalars, echo=bool(bar.disable))
       bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",
                       img_s=f"{scalars['images_per_second']:.0f}")
       epoch_metrics = merged if epoch_metrics is None else epoch_metrics.merge(merged)
-      window, window_start = [], time.time()
+      window, window_start, window_steps = [], time.time(), 0
     if stop.requested:
       break
   bar.close()
@@ -281,23 +296,23 @@ def evaluate(eval_batch, state, batches) -> dict[str, float]:
   return _scalars(_merge([eval_batch(state, batches, i) for i in range(num_batches)]))
 
 
-def check_finite(window: list, flags, last_step: int, consecutive: int, config) -> int:
-  """Stops the run at a NaN/Inf loss or gradient among `window`'s steps (ending at `last_step`).
+def check_finite(steps: dict, last_step: int, consecutive: int, config) -> int:
+  """Stops the run at a NaN/Inf loss or gradient among a window's steps.
 
-  `flags` marks each step of the window that was non-finite. With
+  `steps` holds per-step arrays ("loss", "grad_norm", "nonfinite") of the
+  window's steps, the last of which is step number `last_step`. With
   config.on_nonfinite='skip' such steps were skipped; the run stops only once
   more than `max_consecutive_nonfinite` come in a row. Returns the number of
   non-finite steps the window ends with, to carry into the next one.
   """
-  first_step = last_step - len(window) + 1
-  for offset, flag in enumerate(flags):
+  first_step = last_step - len(steps["nonfinite"]) + 1
+  for offset, flag in enumerate(steps["nonfinite"]):
     consecutive = consecutive + 1 if flag else 0
     skipping = config.on_nonfinite == "skip"
     if flag and (not skipping or consecutive > config.max_consecutive_nonfinite):
-      losses = _scalars(window[offset])
       raise NonFiniteLossError(
           f"The training loss or gradient became non-finite at step {first_step + offset} "
-          f"(loss {losses['loss']}, gradient norm {losses['grad_norm']})"
+          f"(loss {steps['loss'][offset]}, gradient norm {steps['grad_norm'][offset]})"
           + (f", after {consecutive} such steps in a row" if skipping else "") +
           ". Likely causes: a learning rate too high for this model (config.optimizer."
           f"learning_rate={config.optimizer.learning_rate}; try a tenth of it, a warm-up via "
@@ -370,14 +385,10 @@ def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
   }
 
 
-def _merge(metrics_list):
-  return functools.reduce(lambda a, b: a.merge(b), metrics_list)
-
-
 @jax.jit
-def _reduce_window(window: list):
-  """A logging window's merged metrics and per-step non-finite flags, in one dispatch."""
-  return _merge(window), jnp.stack([m.nonfinite.total for m in window])
+def _merge(metrics_list: list):
+  """The merge of a list of metric collections, in one dispatch."""
+  return functools.reduce(lambda a, b: a.merge(b), metrics_list)
 
 
 def _scalars(metrics) -> dict[str, float]:

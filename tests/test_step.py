@@ -12,6 +12,7 @@ import numpy as np
 import optax
 
 from jaxlearn import create_train_state, eval_step, train_step
+from jaxlearn.step import train_steps
 from jaxlearn.models import LeNet5
 from tests.conftest import PROJECT_ROOT
 
@@ -76,6 +77,32 @@ def test_train_step_traces_once_for_a_stream_of_batches():
   assert len(traces) == 1
 
 
+def test_a_chunk_of_steps_equals_the_steps_one_by_one():
+  batches = [_batch(seed) for seed in range(4)]
+  stacked = jax.tree.map(lambda *b: np.stack(b), *batches)
+  one_by_one, metrics = _state(), []
+  for batch in batches[1:4]:
+    one_by_one, m = jax.jit(train_step)(one_by_one, batch)
+    metrics.append(m)
+  chunk = jax.jit(lambda s, b, first, count: train_steps(
+      s, lambda i: jax.tree.map(lambda a: a[first + i], b), count, max_count=5), donate_argnums=0)
+  chunked, merged, per_step = chunk(_state(), stacked, 1, 3)
+
+  for a, b in zip(jax.tree.leaves(chunked.params), jax.tree.leaves(one_by_one.params)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert int(chunked.step) == 3
+  expected = metrics[0].merge(metrics[1]).merge(metrics[2]).compute()
+  for name, value in merged.compute().items():
+    np.testing.assert_allclose(value, expected[name], rtol=1e-5, err_msg=name)
+  np.testing.assert_allclose(per_step["loss"][:3], [m.compute()["loss"] for m in metrics],
+                             rtol=1e-5)
+  np.testing.assert_allclose(per_step["grad_norm"][:3],
+                             [m.compute()["grad_norm"] for m in metrics], rtol=1e-5)
+  assert not per_step["nonfinite"].any() and per_step["loss"].shape == (5,)
+  chunk(chunked, stacked, 0, 2)  # Another start and length: the same compiled program.
+  assert chunk._cache_size() == 1
+
+
 def test_jit_sharded_and_pmap_match_one_device_on_8_cpu_devices():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8",
              JAX_PLATFORMS="cpu")
@@ -88,3 +115,5 @@ def test_jit_sharded_and_pmap_match_one_device_on_8_cpu_devices():
   assert result["max_diff_pmap"] < 1e-4, result
   assert abs(result["loss_single"] - result["loss_pmap"]) < 1e-5, result
   assert abs(result["loss_single"] - result["loss_sharded"]) < 1e-5, result
+  assert result["max_diff_chunked"] < 1e-4, result
+  assert abs(result["loss_single"] - result["loss_chunked"]) < 1e-5, result

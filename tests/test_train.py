@@ -173,7 +173,7 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
   mesh = parallel.make_mesh()
   splits = pipeline.make_splits(data.load_raw(small_config.data), small_config.data, 0)
   state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
-  train_batch, _ = train.compile_steps(mesh)
+  train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call)
   batcher = pipeline.make_epoch_batcher(64, mesh)
   arrays = pipeline.to_device(splits.train, mesh)
 
@@ -185,13 +185,13 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
       pass
 
   def epoch(state, number, first_step):
-    batches = batcher(arrays, jax.random.PRNGKey(number))
-    return train.train_epoch(state, train_batch, batches, first_step, 9, small_config, number,
+    batches = batcher(arrays, 0, number)
+    return train.train_epoch(state, train_chunk, batches, first_step, 9, small_config, number,
                              NullReporter(), NoStop())[0]
 
   jax.monitoring.register_event_duration_secs_listener(count_compiles)
   try:
-    # The first epoch compiles the step and each logging window's size (4, 4, 1).
+    # The first epoch compiles the chunk of steps and the merge of each window's chunks.
     state = epoch(state, 0, first_step=0)
     compiled_in_first = len(compiles)
     state = epoch(state, 1, first_step=0)  # Batches none seen before: compiles nothing.

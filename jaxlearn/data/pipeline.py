@@ -1,8 +1,8 @@
 """From raw data to model-ready splits that live on the accelerator.
 
-Small datasets are copied to the devices once; every epoch is shuffled and cut
-into batches there by one compiled function, so the training loop never moves
-data from the host.
+Small datasets are copied to the devices once; every epoch is a shuffled order
+of their indices, and each compiled step gathers its batch there, so the
+training loop never moves data from the host.
 """
 
 import functools
@@ -120,20 +120,38 @@ def to_device(split: Split, mesh) -> dict:
   return jax.device_put(split, parallel.replicated(mesh))
 
 
+class Epoch(NamedTuple):
+  """An epoch's batches: the split's arrays on the devices and their shuffled order."""
+  arrays: dict
+  order: jax.Array  # (steps, batch_size) example indices
+
+  def batch(self, i) -> dict:
+    """Batch `i` (may be traced): gathered where the arrays are, inside the compiled step.
+
+    Gathering each batch as it is needed reads the data once per epoch; a
+    shuffled copy of the whole split would write and read it all again.
+    """
+    return jax.tree.map(lambda a: a[self.order[i]], self.arrays)
+
+
 def make_epoch_batcher(batch_size: int, mesh):
-  """Returns `batcher(split_arrays, key) -> batches` shaped (steps, batch_size, ...).
+  """Returns `batcher(split_arrays, seed, epoch) -> Epoch` of (steps, batch_size) indices.
 
-  Shuffles with `key` and drops the last incomplete batch, like PyTorch's
-  `DataLoader(shuffle=True, drop_last=True)`; each batch comes out split over
-  the mesh's `data` axis.
+  Shuffles by (`seed`, `epoch`), the same on every rerun so a resumed epoch sees
+  the same order, and drops the last incomplete batch, like PyTorch's
+  `DataLoader(shuffle=True, drop_last=True)`. The order is drawn on the host
+  (NumPy: ~1 ms for 60,000 examples, against ~25 ms for `jax.random.permutation`
+  on a CPU); each batch's indices are split over the mesh's `data` axis, so each
+  device gathers its part of the batch.
   """
+  sharding = parallel.stacked_batch_sharding(mesh)
 
-  @functools.partial(jax.jit, out_shardings=parallel.stacked_batch_sharding(mesh))
-  def batcher(arrays, key):
+  def batcher(arrays, seed: int, epoch: int) -> Epoch:
     n = jax.tree.leaves(arrays)[0].shape[0]
     steps = n // batch_size
-    order = jax.random.permutation(key, n)[:steps * batch_size]
-    return jax.tree.map(lambda a: a[order].reshape(steps, batch_size, *a.shape[1:]), arrays)
+    order = np.random.default_rng((seed, epoch)).permutation(n)[:steps * batch_size]
+    return Epoch(arrays, jax.device_put(order.reshape(steps, batch_size).astype(np.int32),
+                                        sharding))
 
   return batcher
 
@@ -151,11 +169,6 @@ def make_eval_batches(split: Split, batch_size: int, mesh) -> dict:
   batches = {k: pad_and_stack(v) for k, v in split.items()}
   batches["mask"] = pad_and_stack(np.ones(n, np.float32))
   return jax.device_put(batches, parallel.stacked_batch_sharding(mesh))
-
-
-def epoch_key(data_key: jax.Array, epoch: int) -> jax.Array:
-  """The shuffling key of `epoch`: the same on every rerun, so resumes see the same order."""
-  return jax.random.fold_in(data_key, epoch)
 
 
 def num_train_steps(num_examples: int, batch_size: int) -> int:
