@@ -14,20 +14,25 @@ NHWC = ("NHWC", "HWIO", "NHWC")
 # a CIFAR stem, and uneven explicit padding.
 CASES = [(28, 1, 6, 5, [(2, 2), (2, 2)]), (14, 6, 16, 5, "VALID"), (5, 16, 120, 5, "VALID"),
          (32, 3, 16, 3, "SAME"), (9, 4, 5, 3, [(1, 0), (2, 1)])]
+# ResNet's strided layers: 3x3 and 1x1 projections at stride 2, the 7x7/2 ImageNet stem, and a
+# stride whose last window stops short of the padded edge.
+STRIDED = [(16, 16, 32, 3, [(1, 1), (1, 1)], 2), (16, 16, 32, 1, "VALID", 2),
+           (32, 3, 8, 7, "SAME", 2), (11, 4, 6, 3, "VALID", 3)]
 
 
-@pytest.mark.parametrize("size,cin,cout,kernel,padding", CASES)
-def test_values_and_gradients_match_lax(size, cin, cout, kernel, padding):
+@pytest.mark.parametrize("size,cin,cout,kernel,padding,stride",
+                         [(*case, 1) for case in CASES] + STRIDED)
+def test_values_and_gradients_match_lax(size, cin, cout, kernel, padding, stride):
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.normal(size=(4, size, size, cin)), jnp.float32)
   w = jnp.asarray(rng.normal(size=(kernel, kernel, cin, cout)), jnp.float32)
   numbers = lax.conv_dimension_numbers(x.shape, w.shape, NHWC)
 
   def reference(x, w):
-    return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=numbers)
+    return lax.conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=numbers)
 
   def ours(x, w):
-    return conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=numbers)
+    return conv_general_dilated(x, w, (stride, stride), padding, dimension_numbers=numbers)
 
   np.testing.assert_allclose(jax.jit(ours)(x, w), reference(x, w), rtol=1e-4, atol=1e-4)
   loss = lambda f: lambda x, w: jnp.sin(f(x, w)).sum()

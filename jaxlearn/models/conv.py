@@ -6,16 +6,19 @@ CPU, and the input gradient of every layer goes through a slow generic
 transposed convolution. Measured per piece (see experiments/README.md), the
 fastest correct pieces are:
 
-- forward: `lax` convolution, except for inputs with very few channels, where a
-  sum of shifted, broadcast multiplies (one fused XLA loop) is ~10x faster;
-- kernel gradient: `lax`'s own (its backward-filter convolution is fast);
-- input gradient: the transpose of im2col, i.e. one matmul `dy @ W^T` and the
-  sum of the kernel-offset slices padded back into place (one fused loop).
+- forward: `lax` convolution, except for stride-1 inputs with very few channels,
+  where a sum of shifted, broadcast multiplies (one fused XLA loop) is ~10x faster;
+- kernel gradient: a plain convolution with the batch as the contracted axis,
+  written out so that it keeps a layout XLA:CPU runs fast also inside a loop
+  (the training loop runs chunks of steps as one `fori_loop`);
+- input gradient: for stride 1 the transpose of im2col, i.e. one matmul
+  `dy @ W^T` and the sum of the kernel-offset slices padded back into place
+  (one fused loop); for larger strides `lax`'s transposed convolution.
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature, so it plugs
 into `nnx.Conv(..., conv_general_dilated=conv_general_dilated)`: parameters,
-checkpoints and results are those of a plain `nnx.Conv`. Only stride-1,
-undilated, ungrouped 2-D NHWC convolutions on the CPU take the custom path.
+checkpoints and results are those of a plain `nnx.Conv`. Undilated, ungrouped
+2-D NHWC convolutions on the CPU take the custom path; others go to `lax`.
 """
 
 import functools
@@ -33,27 +36,27 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
-  """`lax.conv_general_dilated`, with a faster lowering of the common case on the CPU."""
-  pads = _explicit_padding(padding, rhs.shape)
-  simple = (jax.default_backend() == "cpu" and lhs.ndim == 4 and pads is not None
-            and tuple(window_strides) == (1, 1) and _is_nhwc(dimension_numbers, lhs.ndim)
+  """`lax.conv_general_dilated`, with a faster lowering of the common cases on the CPU."""
+  strides = tuple(window_strides)
+  simple = (jax.default_backend() == "cpu" and lhs.ndim == 4
+            and _is_nhwc(dimension_numbers, lhs.ndim)
             and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
             and feature_group_count == 1 and precision is None
             and kwargs.get("preferred_element_type") is None)
-  if not simple:
+  pads = _explicit_padding(lhs.shape, rhs.shape, strides, padding) if simple else None
+  if pads is None:
     return lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                     dimension_numbers, feature_group_count, precision=precision,
                                     **kwargs)
-  return _conv_cpu(lhs, rhs, pads)
+  return _conv_cpu(lhs, rhs, strides, pads)
 
 
-def _explicit_padding(padding, kernel_shape):
-  """((top, bottom), (left, right)) for stride 1, or None if not expressible that way."""
-  if padding == "VALID":
-    return ((0, 0), (0, 0))
-  if padding == "SAME":
-    return tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel_shape[:2])
-  if isinstance(padding, str) or len(padding) != 2:
+def _explicit_padding(x_shape, kernel_shape, strides, padding):
+  """((top, bottom), (left, right)), or None if not expressible that way."""
+  if isinstance(padding, str):
+    return tuple(tuple(int(p) for p in pair) for pair in
+                 lax.padtype_to_pads(x_shape[1:3], kernel_shape[:2], strides, padding))
+  if len(padding) != 2:
     return None
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   return pads if min(min(p) for p in pads) >= 0 else None
@@ -66,24 +69,28 @@ def _is_nhwc(dimension_numbers, ndim) -> bool:
       lax.conv_dimension_numbers((1,) * ndim, (1,) * ndim, _NHWC)
 
 
-def _lax_conv(x, w, pads):
-  return lax.conv_general_dilated(x, w, (1, 1), pads, dimension_numbers=_NHWC)
+def _lax_conv(x, w, strides, pads):
+  return lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_cpu(x, w, pads):
-  if x.shape[-1] <= _FEW_CHANNELS:
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_cpu(x, w, strides, pads):
+  if x.shape[-1] <= _FEW_CHANNELS and strides == (1, 1):
     return _shifted_multiply_conv(x, w, pads)
-  return _lax_conv(x, w, pads)
+  return _lax_conv(x, w, strides, pads)
 
 
-def _conv_cpu_forward(x, w, pads):
-  return _conv_cpu(x, w, pads), (x, w)
+def _conv_cpu_forward(x, w, strides, pads):
+  return _conv_cpu(x, w, strides, pads), (x, w)
 
 
-def _conv_cpu_backward(pads, residuals, dy):
+def _conv_cpu_backward(strides, pads, residuals, dy):
   x, w = residuals
-  return _input_gradient(dy, w, pads, x.shape), _kernel_gradient(x, dy, pads)
+  if strides == (1, 1):
+    dx = _input_gradient(dy, w, pads, x.shape)
+  else:  # XLA's transposed convolution.
+    dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](dy)[0]
+  return dx, _kernel_gradient(x, dy, strides, pads, w.shape)
 
 
 _conv_cpu.defvjp(_conv_cpu_forward, _conv_cpu_backward)
@@ -103,8 +110,8 @@ def _shifted_multiply_conv(x, w, pads):
   return out
 
 
-def _kernel_gradient(x, dy, pads):
-  """dW[i, j, c, o] = sum over b, h, w of x_padded[b, h + i, w + j, c] * dy[b, h, w, o].
+def _kernel_gradient(x, dy, strides, pads, kernel_shape):
+  """dW[i, j, c, o] = sum over b, h, w of x_padded[b, s*h + i, s*w + j, c] * dy[b, h, w, o].
 
   Written as a plain NHWC convolution with the batch as the contracted feature
   axis, so XLA:CPU runs it as a canonical convolution everywhere (its own
@@ -112,8 +119,9 @@ def _kernel_gradient(x, dy, pads):
   """
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   grad = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
-                                  "VALID", dimension_numbers=_NHWC)
-  return grad.transpose(1, 2, 0, 3)
+                                  "VALID", rhs_dilation=strides, dimension_numbers=_NHWC)
+  # With a stride, rows and columns past the last window's reach come out too: drop them.
+  return grad[:, :kernel_shape[0], :kernel_shape[1]].transpose(1, 2, 0, 3)
 
 
 def _input_gradient(dy, w, pads, x_shape):

@@ -1,0 +1,94 @@
+"""Wall time to 99% MNIST test accuracy: `jaxlearn.main` against a PyTorch eager LeNet-5 loop.
+
+  JAXLEARN_DATA_DIR=../shared/data python experiments/e2e_vs_pytorch.py --reps 3 \
+      --json experiments/results/e2e_lenet_$(date +%F).json
+
+Repetition r runs, one after the other as fresh processes with seed r (start-up,
+imports, data loading and compilation all counted; how many epochs PyTorch needs
+depends on its seed, so the seeds vary):
+- jaxlearn: `python -m jaxlearn.main --config=configs/mnist_lenet.py --workdir=<new dir>`
+  as the README gives it (plus `--config.seed=r`, and no progress bar); its test
+  accuracy is read from summary.json;
+- PyTorch: experiments/pytorch_lenet_mnist.py, which stops at the first epoch
+  whose test accuracy reaches the target.
+The run fails if either side ends below the target. Reports the median wall
+seconds of each and their ratio (the issue's target: jaxlearn <= 0.5x).
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def run_jaxlearn(workdir: str, data_dir: str, seed: int) -> dict:
+  command = [sys.executable, "-m", "jaxlearn.main", "--config=configs/mnist_lenet.py",
+             f"--workdir={workdir}", "--config.progress_bar=False", f"--config.seed={seed}"]
+  started = time.perf_counter()
+  subprocess.run(command, cwd=ROOT, env=dict(os.environ, JAXLEARN_DATA_DIR=data_dir),
+                 check=True, capture_output=True)
+  seconds = time.perf_counter() - started
+  with open(os.path.join(workdir, "summary.json"), encoding="utf-8") as f:
+    summary = json.load(f)
+  return {"seconds": seconds, "test_accuracy": summary["test_accuracy"],
+          "epochs": summary["epochs_run"], "train_seconds": summary["train_seconds"]}
+
+
+def run_pytorch(data_dir: str, target: float, seed: int) -> dict:
+  command = [sys.executable, os.path.join(HERE, "pytorch_lenet_mnist.py"),
+             f"--data-dir={data_dir}", f"--target={target}", f"--seed={seed}"]
+  started = time.perf_counter()
+  out = subprocess.run(command, check=True, capture_output=True, text=True)
+  seconds = time.perf_counter() - started
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  last = result["history"][-1]
+  return {"seconds": seconds, "test_accuracy": last["test_accuracy"], "epochs": last["epoch"]}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser.add_argument("--reps", type=int, default=3)
+  parser.add_argument("--target", type=float, default=0.99)
+  parser.add_argument("--json", help="write the results here")
+  args = parser.parse_args()
+  data_dir = os.path.abspath(os.environ.get("JAXLEARN_DATA_DIR", os.path.join(ROOT, "..",
+                                                                              "shared", "data")))
+  runs = {"jaxlearn": [], "pytorch": []}
+  for rep in range(args.reps):
+    with tempfile.TemporaryDirectory() as workdir:
+      runs["jaxlearn"].append(run_jaxlearn(os.path.join(workdir, "run"), data_dir, seed=rep))
+    runs["pytorch"].append(run_pytorch(data_dir, args.target, seed=rep))
+    print(f"rep {rep + 1}: " + "   ".join(
+        f"{side} {r[-1]['seconds']:.1f}s (test {r[-1]['test_accuracy']:.4f} after "
+        f"{r[-1]['epochs']} epochs)" for side, r in runs.items()), flush=True)
+  for side, results in runs.items():
+    below = [r["test_accuracy"] for r in results if r["test_accuracy"] < args.target]
+    if below:
+      raise SystemExit(f"{side} ended below the {args.target} target: {below}")
+  medians = {side: statistics.median(r["seconds"] for r in results)
+             for side, results in runs.items()}
+  summary = {
+      "jaxlearn_s": medians["jaxlearn"], "pytorch_s": medians["pytorch"],
+      "ratio": medians["jaxlearn"] / medians["pytorch"], "target": args.target, "runs": runs,
+      "machine": {"date": datetime.date.today().isoformat(),
+                  "cpu": platform.processor() or platform.machine(),
+                  "cpu_cores": os.cpu_count()},
+  }
+  print(f"median wall to {args.target:.1%}: jaxlearn {medians['jaxlearn']:.1f}s, "
+        f"pytorch {medians['pytorch']:.1f}s, ratio {summary['ratio']:.2f}")
+  if args.json:
+    with open(args.json, "w", encoding="utf-8") as f:
+      json.dump(summary, f, indent=2)
+
+
+if __name__ == "__main__":
+  main()
