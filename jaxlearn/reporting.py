@@ -3,10 +3,30 @@
 import json
 import math
 import os
+import sys
 
 from absl import logging
-import tensorboardX
 from tqdm.auto import tqdm
+
+
+def _import_tensorboardx():
+  """tensorboardX, imported without PyTorch unless PyTorch is already loaded.
+
+  tensorboardX imports PyTorch whenever it is installed (~1.2 s of start-up),
+  only so that it can also accept torch tensors; jaxlearn writes floats.
+  """
+  if "torch" in sys.modules:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+    return tensorboardX
+  sys.modules["torch"] = None  # `import torch` now raises ImportError.
+  try:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+  finally:
+    del sys.modules["torch"]
+  return tensorboardX
+
+
+tensorboardX = _import_tensorboardx()
 
 
 class Reporter:

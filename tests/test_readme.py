@@ -19,6 +19,18 @@ def test_readme_research_example_runs():
   assert float(namespace["metrics"].compute()["learning_rate"]) == pytest.approx(1e-3)
 
 
+def test_readme_speed_example_runs_four_steps_in_one_call():
+  readme = (PROJECT_ROOT / "README.md").read_text()
+  section = readme.split("## Using the step in research code", 1)[1]
+  first, speed = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+  namespace = {}
+  exec(compile(first + speed, "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  assert int(namespace["state"].step) == 5  # One step, then a chunk of four.
+  losses = namespace["per_step"]["loss"]
+  assert losses.shape == (4,) and float(losses[3]) < float(losses[0])  # The same batch, fitted.
+  assert not namespace["per_step"]["nonfinite"].any()
+
+
 def test_readme_custom_data_example_trains(tmp_path, monkeypatch):
   readme = (PROJECT_ROOT / "README.md").read_text()
   section = readme.split("**Your own data**", 1)[1]

@@ -113,9 +113,21 @@ def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:
 
 
 def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
-  """Per-channel mean and std of uint8 images on the [0, 1] scale (fitted on train only)."""
-  pixels = images.reshape(-1, images.shape[-1]).astype(np.float64) / 255.0
-  return tuple(pixels.mean(0).tolist()), tuple(np.maximum(pixels.std(0), 1e-6).tolist())
+  """Per-channel mean and std of uint8 images on the [0, 1] scale (fitted on train only).
+
+  Computed from each channel's 256-bin histogram, a block of pixels at a time:
+  exact, and far faster than converting every pixel to float.
+  """
+  values = np.arange(256) / 255.0
+  pixels = images.reshape(-1, images.shape[-1])
+  means, stds = [], []
+  for channel in range(pixels.shape[-1]):
+    counts = sum(np.bincount(block[:, channel], minlength=256)
+                 for block in np.array_split(pixels, max(1, len(pixels) // 2**20)))
+    mean = counts @ values / counts.sum()
+    means.append(float(mean))
+    stds.append(float(max(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()), 1e-6)))
+  return tuple(means), tuple(stds)
 
 
 def _exists(path: str) -> bool:
