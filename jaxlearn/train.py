@@ -253,10 +253,10 @@ def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augme
   def eval_batch(state, batches, i):
     return eval_step(state, jax.tree.map(lambda b: b[i], batches), task=task)
 
-  options = compiler.options()
   return (jax.jit(train_chunk, out_shardings=replicated, donate_argnums=0,
-                  compiler_options=options),
-          jax.jit(eval_batch, out_shardings=replicated, compiler_options=options))
+                  compiler_options=compiler.train_options()),
+          jax.jit(eval_batch, out_shardings=replicated,
+                  compiler_options=compiler.eval_options()))
 
 
 def train_epoch(state, train_chunk, batches, first_step, steps_per_epoch, config, epoch,
