@@ -279,7 +279,8 @@ def train_epoch(state, train_chunk, batches, first_step, steps_per_epoch, config
     bar.update(count)
     if window_steps == config.log_every_steps or step == steps_per_epoch or stop.requested:
       merged = _merge([m for m, _, _ in window])
-      steps = {k: np.concatenate([jax.device_get(p[k])[:n] for _, p, n in window])
+      fetched = jax.device_get([p for _, p, _ in window])  # One read-back per window.
+      steps = {k: np.concatenate([p[k][:n] for p, (_, _, n) in zip(fetched, window)])
                for k in ("loss", "grad_norm", "nonfinite")}
       consecutive_nonfinite = check_finite(steps, int(state.step), consecutive_nonfinite,
                                            config)

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from jaxlearn import checkpoint, data, parallel, train
 from jaxlearn.data import pipeline, sources
-from jaxlearn.errors import CheckpointError, NonFiniteLossError
+from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
 
 
 def _files(directory) -> dict[str, bytes]:
@@ -220,3 +220,11 @@ def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tm
   monkeypatch.setattr(train, "train_epoch", real_train_epoch)
   summary = train.train_and_evaluate(small_config, workdir)
   assert [h["epoch"] for h in summary["history"]] == [1, 2]
+
+
+def test_zero_steps_per_call_is_refused_before_anything_is_written(small_config, tmp_path):
+  small_config.steps_per_call = 0
+  workdir = tmp_path / "run"
+  with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0; use 1 or more\.$"):
+    train.train_and_evaluate(small_config, str(workdir))
+  assert not workdir.exists()
