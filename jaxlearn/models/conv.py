@@ -10,10 +10,18 @@ fastest correct pieces are:
   where a sum of shifted, broadcast multiplies (one fused XLA loop) is ~10x faster;
 - kernel gradient: a plain convolution with the batch as the contracted axis,
   written out so that it keeps a layout XLA:CPU runs fast also inside a loop
-  (the training loop runs chunks of steps as one `fori_loop`);
-- input gradient: for stride 1 the transpose of im2col, i.e. one matmul
-  `dy @ W^T` and the sum of the kernel-offset slices padded back into place
-  (one fused loop); for larger strides `lax`'s transposed convolution.
+  (the training loop runs chunks of steps as one `fori_loop`). With 16 or more
+  input channels (a 64-byte row) and a kernel small next to the image (ResNet's
+  blocks), the input goes in as the convolution's *kernel* operand instead, so
+  its channels stay minor: moving the batch minor, as the first form must, is a
+  strided gather into which XLA also fuses (and recomputes) the whole
+  batch-norm/ReLU/residual chain that produced the input. Strided layers split
+  the input into stride phases, each a stride-1 kernel gradient;
+- input gradient: for stride 1 with few channels the transpose of im2col, i.e.
+  one matmul `dy @ W^T` and the sum of the kernel-offset slices padded back into
+  place (one fused loop); with many channels and a small kernel, a plain
+  convolution of `dy` with the flipped kernel; for larger strides `lax`'s
+  transposed convolution.
 
 `conv_general_dilated` has `lax.conv_general_dilated`'s signature, so it plugs
 into `nnx.Conv(..., conv_general_dilated=conv_general_dilated)`: parameters,
@@ -30,6 +38,8 @@ from jax import lax
 
 # Inputs with at most this many channels use the shifted-multiply forward pass.
 _FEW_CHANNELS = 3
+# From this many input channels (one 64-byte row of float32) gradients keep channels minor.
+_MANY_CHANNELS = 16
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -86,11 +96,26 @@ def _conv_cpu_forward(x, w, strides, pads):
 
 def _conv_cpu_backward(strides, pads, residuals, dy):
   x, w = residuals
-  if strides == (1, 1):
-    dx = _input_gradient(dy, w, pads, x.shape)
-  else:  # XLA's transposed convolution.
+  channels_minor = _channels_minor(w.shape, dy.shape)
+  if strides != (1, 1):  # XLA's transposed convolution.
     dx = jax.vjp(lambda x: _lax_conv(x, w, strides, pads), x)[1](dy)[0]
-  return dx, _kernel_gradient(x, dy, strides, pads, w.shape)
+  elif channels_minor:
+    dx = _input_gradient_by_flipped_conv(dy, w, pads)
+  else:
+    dx = _input_gradient(dy, w, pads, x.shape)
+  if channels_minor:
+    dw = _kernel_gradient_channels_minor(x, dy, strides, pads, w.shape)
+  else:
+    dw = _kernel_gradient(x, dy, strides, pads, w.shape)
+  return dx, dw
+
+
+def _channels_minor(kernel_shape, dy_shape) -> bool:
+  """Whether the gradients should keep channels minor: many input channels, and a kernel
+  small next to the output (padding the output by the kernel at most doubles its area)."""
+  kh, kw, cin, _ = kernel_shape
+  height, width = dy_shape[1:3]
+  return cin >= _MANY_CHANNELS and (height + kh - 1) * (width + kw - 1) <= 2 * height * width
 
 
 _conv_cpu.defvjp(_conv_cpu_forward, _conv_cpu_backward)
@@ -122,6 +147,59 @@ def _kernel_gradient(x, dy, strides, pads, kernel_shape):
                                   "VALID", rhs_dilation=strides, dimension_numbers=_NHWC)
   # With a stride, rows and columns past the last window's reach come out too: drop them.
   return grad[:, :kernel_shape[0], :kernel_shape[1]].transpose(1, 2, 0, 3)
+
+
+def _kernel_gradient_channels_minor(x, dy, strides, pads, kernel_shape):
+  """dW with `x` as the convolution's kernel operand (channels minor), one stride phase at a time.
+
+  With stride s, kernel offset i = s*a + p reads x_padded[s*(h + a) + p]: phase p of
+  the padded input (every s-th row from p) meets kernel rows p, p + s, ... as a
+  stride-1 convolution.
+  """
+  if strides == (1, 1):
+    return _stride1_kernel_gradient_channels_minor(x, dy, pads, kernel_shape)
+  kh, kw, cin, cout = kernel_shape
+  (sh, sw), (oh, ow) = strides, dy.shape[1:3]
+  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+  grad = jnp.zeros(kernel_shape, dy.dtype)
+  for p in range(min(sh, kh)):
+    rows = -(-(kh - p) // sh)
+    for q in range(min(sw, kw)):
+      cols = -(-(kw - q) // sw)
+      phase = x[:, p::sh, q::sw, :][:, :oh + rows - 1, :ow + cols - 1, :]
+      part = _stride1_kernel_gradient_channels_minor(phase, dy, ((0, 0), (0, 0)),
+                                                     (rows, cols, cin, cout))
+      grad = grad.at[p::sh, q::sw].set(part)
+  return grad
+
+
+def _stride1_kernel_gradient_channels_minor(x, dy, pads, kernel_shape):
+  """dW[i, j] = sum over b, h, w of x[b, h + i - top, w + j - left] * dy[b, h, w]
+  as a convolution of the padded `dy` (batch as feature) with `x` as the kernel.
+
+  That convolution yields the kernel offsets in reverse order. `dy` is padded
+  outside the convolution so that the kernel operand is never the larger one
+  (XLA would swap the operands back and pick a slow loop).
+  """
+  kh, kw = kernel_shape[:2]
+  (top, _), (left, _) = pads
+  dy = lax.pad(dy, jnp.zeros((), dy.dtype),
+               ((0, 0, 0), (kh - 1 - top, top + x.shape[1] - dy.shape[1], 0),
+                (kw - 1 - left, left + x.shape[2] - dy.shape[2], 0), (0, 0, 0)))
+  # Canonical NHWC/HWIO operands, transposed here (XLA's own layout choice for these
+  # dimension numbers runs ~30x slower inside a loop).
+  grad = lax.conv_general_dilated(dy.transpose(3, 1, 2, 0), x.transpose(1, 2, 0, 3), (1, 1),
+                                  "VALID", dimension_numbers=_NHWC)
+  return grad[:, ::-1, ::-1, :].transpose(1, 2, 3, 0)
+
+
+def _input_gradient_by_flipped_conv(dy, w, pads):
+  """dx for stride 1: `dy` convolved with the kernel flipped in space, in/out swapped."""
+  kh, kw = w.shape[:2]
+  (top, bottom), (left, right) = pads
+  return lax.conv_general_dilated(
+      dy, w[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
+      ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)), dimension_numbers=_NHWC)
 
 
 def _input_gradient(dy, w, pads, x_shape):
