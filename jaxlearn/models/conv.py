@@ -179,19 +179,23 @@ def _stride1_kernel_gradient_channels_minor(x, dy, pads, kernel_shape):
   """dW[i, j] = sum over b, h, w of x[b, h + i - top, w + j - left] * dy[b, h, w]
   as a convolution of the padded `dy` (batch as feature) with `x` as the kernel.
 
-  That convolution yields the kernel offsets in reverse order. `dy` is padded
-  outside the convolution so that the kernel operand is never the larger one
-  (XLA would swap the operands back and pick a slow loop).
+  That convolution yields the kernel offsets in reverse order. Where `x` is
+  larger than `dy`, `dy` is padded outside the convolution so that the kernel
+  operand is never the larger one (XLA would swap the operands back and pick a
+  slow loop); otherwise the convolution pads, saving the padding's transpose.
   """
   kh, kw = kernel_shape[:2]
   (top, _), (left, _) = pads
-  dy = lax.pad(dy, jnp.zeros((), dy.dtype),
-               ((0, 0, 0), (kh - 1 - top, top + x.shape[1] - dy.shape[1], 0),
-                (kw - 1 - left, left + x.shape[2] - dy.shape[2], 0), (0, 0, 0)))
+  dy_pads = ((kh - 1 - top, top + x.shape[1] - dy.shape[1]),
+             (kw - 1 - left, left + x.shape[2] - dy.shape[2]))
+  if x.shape[1] * x.shape[2] > dy.shape[1] * dy.shape[2]:
+    dy = lax.pad(dy, jnp.zeros((), dy.dtype), ((0, 0, 0), (*dy_pads[0], 0), (*dy_pads[1], 0),
+                                               (0, 0, 0)))
+    dy_pads = ((0, 0), (0, 0))
   # Canonical NHWC/HWIO operands, transposed here (XLA's own layout choice for these
   # dimension numbers runs ~30x slower inside a loop).
   grad = lax.conv_general_dilated(dy.transpose(3, 1, 2, 0), x.transpose(1, 2, 0, 3), (1, 1),
-                                  "VALID", dimension_numbers=_NHWC)
+                                  dy_pads, dimension_numbers=_NHWC)
   return grad[:, ::-1, ::-1, :].transpose(1, 2, 3, 0)
 
 
