@@ -234,7 +234,7 @@ def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
 
 
 def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augment=None,
-                  steps_per_call: int = 1):
+                  steps_per_call: int = 1, static_count: bool | None = None):
   """Compiled `train_steps` (chunks of up to `steps_per_call` steps) and `eval_step`.
 
   Both take their batches from data already on the devices, so a chunk is one
@@ -243,8 +243,16 @@ def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augme
   the train step. The train function is called as
   `train_chunk(state, epoch, first, count)` for steps first..first+count-1 of
   a `pipeline.Epoch`, the eval one as `eval_batch(state, batches, i)`.
+
+  `static_count` compiles one program per chunk length instead of one for all
+  (default: on GPUs and TPUs, not on the CPU). A GPU runs a loop of unknown
+  length by copying its condition to the host after every step, a sync per
+  step; with the length known it queues the steps back to back. On the CPU the
+  loop runs on the host anyway, and one program compiles once.
   """
   replicated = parallel.replicated(mesh)
+  if static_count is None:
+    static_count = mesh.devices.flat[0].platform != "cpu"
 
   def train_chunk(state, epoch, first, count):
     return train_steps(state, lambda i: epoch.batch(first + i), count, max_count=steps_per_call,
@@ -254,6 +262,7 @@ def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augme
     return eval_step(state, jax.tree.map(lambda b: b[i], batches), task=task)
 
   return (jax.jit(train_chunk, out_shardings=replicated, donate_argnums=0,
+                  static_argnums=(3,) if static_count else (),
                   compiler_options=compiler.train_options()),
           jax.jit(eval_batch, out_shardings=replicated,
                   compiler_options=compiler.eval_options()))

@@ -162,7 +162,8 @@ def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_con
   assert _steps(workdir, "latest") == [9]
 
 
-def test_an_epoch_after_the_first_compiles_nothing(small_config):
+@pytest.mark.parametrize("static_count", [False, True], ids=["one_program", "per_length"])
+def test_an_epoch_after_the_first_compiles_nothing(small_config, static_count):
   compiles = []
 
   def count_compiles(event, duration, **kwargs):
@@ -173,21 +174,15 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
   mesh = parallel.make_mesh()
   splits = pipeline.make_splits(data.load_raw(small_config.data), small_config.data, 0)
   state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
-  train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call)
+  train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
+                                       static_count=static_count)
   batcher = pipeline.make_epoch_batcher(64, mesh)
   arrays = pipeline.to_device(splits.train, mesh)
-
-  class NoStop:
-    requested = False
-
-  class NullReporter:
-    def write(self, *args, **kwargs):
-      pass
 
   def epoch(state, number, first_step):
     batches = batcher(arrays, 0, number)
     return train.train_epoch(state, train_chunk, batches, first_step, 9, small_config, number,
-                             NullReporter(), NoStop())[0]
+                             _NullReporter(), _NoStop())[0]
 
   jax.monitoring.register_event_duration_secs_listener(count_compiles)
   try:
@@ -199,6 +194,36 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config):
     jax.monitoring.unregister_event_duration_listener(count_compiles)
   assert compiled_in_first > 0
   assert len(compiles) == compiled_in_first
+
+
+def test_chunks_of_known_length_train_exactly_as_one_program_for_all_lengths(small_config):
+  """The GPU/TPU form (a program per chunk length) must compute what the CPU form does."""
+  mesh = parallel.make_mesh()
+  splits = pipeline.make_splits(data.load_raw(small_config.data), small_config.data, 0)
+  batches = pipeline.make_epoch_batcher(64, mesh)(pipeline.to_device(splits.train, mesh), 0, 0)
+  results = {}
+  for static_count in (False, True):
+    state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
+    train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
+                                         static_count=static_count)
+    # Chunks of 4, 4 and 1 steps: two lengths, so two programs in the static form.
+    state, metrics = train.train_epoch(state, train_chunk, batches, 0, 9, small_config, 0,
+                                       _NullReporter(), _NoStop())
+    results[static_count] = (jax.device_get(state.params), metrics)
+    assert train_chunk._cache_size() == (2 if static_count else 1)  # pylint: disable=protected-access
+  assert int(state.step) == 9
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+               results[False][0], results[True][0])
+  assert results[False][1]["loss"] == pytest.approx(results[True][1]["loss"], rel=1e-6)
+
+
+class _NoStop:
+  requested = False
+
+
+class _NullReporter:
+  def write(self, *args, **kwargs):
+    pass
 
 
 def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tmp_path,
