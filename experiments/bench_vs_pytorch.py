@@ -2,10 +2,12 @@
 
   pip install -e ".[bench]"        # or, CPU only: pip install torch==2.13.0
   python experiments/bench_vs_pytorch.py --models lenet5,mlp --json /tmp/bench.json
+  # On a GPU (both sides run there): also --precision bf16, --steps-per-call 468
 
 Both sides train the same model (same layers, initialisation scheme aside), with
-the same optimizer (Adam, lr 1e-3), batch size, dtype (fp32) and data, held in
-memory: MNIST from $JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent),
+the same optimizer (Adam, lr 1e-3), batch size, precision (fp32, or bf16: jaxlearn's
+config.precision against torch.autocast) and data, held in the device's memory
+(PyTorch runs on CUDA when JAX runs on a GPU and PyTorch sees one): MNIST from $JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent),
 generated learnable data for resnet20 (CIFAR-shaped 32x32x3 images) and gru
 (configs/imdb_gru.py's bidirectional GRU on IMDB-shaped token sequences of 32-256
 real tokens padded to 256; PyTorch packs them with pack_padded_sequence, so both
@@ -202,7 +204,9 @@ def TorchGRU():  # pylint: disable=invalid-name
   return _torch_modules()[1]()
 
 
-def jaxlearn_config(name: str, batch_size: int):
+def jaxlearn_config(name: str, batch_size: int, precision: str = "fp32",
+                    steps_per_call: int = 0):
+  """The benchmark's jaxlearn config; `steps_per_call` 0 keeps the library's default."""
   config = default_config()
   config.model.update(BENCHMARKED[name][0])
   config.optimizer.name = "adam"
@@ -212,6 +216,9 @@ def jaxlearn_config(name: str, batch_size: int):
   config.num_epochs = 1000
   config.log_every_steps = 100
   config.progress_bar = False
+  config.precision = precision
+  if steps_per_call:  # Chunks of that many steps, read back once per chunk.
+    config.steps_per_call = config.log_every_steps = steps_per_call
   return config
 
 
@@ -229,8 +236,8 @@ class _NullReporter:
 class JaxlearnSide:
   """jaxlearn's own state, compiled step, epoch batcher and epoch loop."""
 
-  def __init__(self, name, images, labels, batch_size):
-    self.config = jaxlearn_config(name, batch_size)
+  def __init__(self, name, images, labels, batch_size, precision="fp32", steps_per_call=0):
+    self.config = jaxlearn_config(name, batch_size, precision, steps_per_call)
     self.mesh = parallel.make_mesh()
     self.steps = len(labels) // batch_size
     self.state = jax.device_put(train.create_state(self.config, self.steps, DIMS[name]),
@@ -255,17 +262,19 @@ class JaxlearnSide:
 class TorchSide:
   """A plain PyTorch eager loop over tensors in memory."""
 
-  def __init__(self, name, images, labels, batch_size):
+  def __init__(self, name, images, labels, batch_size, precision="fp32", device="cpu"):
     import torch  # pylint: disable=import-outside-toplevel
     self.torch = torch
+    self.device = torch.device(device)
     torch.manual_seed(0)
-    self.model = torch_model(name)
+    self.model = torch_model(name).to(self.device)
     self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
     if images.ndim == 4:  # NHWC -> PyTorch's NCHW.
       images = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
     self.inputs = torch.from_numpy(images if images.dtype != np.int32 else
-                                   images.astype(np.int64))
-    self.targets = torch.from_numpy(labels.astype(np.int64))
+                                   images.astype(np.int64)).to(self.device)
+    self.targets = torch.from_numpy(labels.astype(np.int64)).to(self.device)
+    self.bf16 = precision == "bf16"
     self.batch_size = batch_size
     self.steps = len(labels) // batch_size
 
@@ -273,47 +282,59 @@ class TorchSide:
     torch, bs = self.torch, self.batch_size
     started = time.perf_counter()
     self.model.train()
-    order = torch.randperm(len(self.targets))
-    total = torch.zeros(())
+    order = torch.randperm(len(self.targets), device=self.device)
+    total = torch.zeros((), device=self.device)
     for i in range(self.steps):
       idx = order[i * bs:(i + 1) * bs]
       x, y = self.inputs[idx], self.targets[idx]
       self.optimizer.zero_grad()
-      loss = torch.nn.functional.cross_entropy(self.model(x), y)
+      with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        loss = torch.nn.functional.cross_entropy(self.model(x), y)
       loss.backward()
       self.optimizer.step()
       total += loss.detach()
-    mean_loss = float(total) / self.steps
+    mean_loss = float(total) / self.steps  # Waits for the device.
     return time.perf_counter() - started, mean_loss
 
 
 # ---------------------------------------------------------------- measuring
 
-def machine() -> dict:
+def torch_device(requested: str) -> str:
+  """"auto": CUDA when JAX runs on a GPU and PyTorch sees one, so both sides share a device."""
   import torch  # pylint: disable=import-outside-toplevel
-  device = jax.devices()[0]
+  if requested != "auto":
+    return requested
+  return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def machine(device: str = "cpu") -> dict:
+  import torch  # pylint: disable=import-outside-toplevel
+  jax_device = jax.devices()[0]
   return {
       "date": datetime.date.today().isoformat(),
       "cpu": platform.processor() or platform.machine(),
       "cpu_cores": os.cpu_count(),
-      "jax_device": f"{device.platform}:{getattr(device, 'device_kind', '')}",
+      "jax_device": f"{jax_device.platform}:{getattr(jax_device, 'device_kind', '')}",
+      "torch_device": torch.cuda.get_device_name() if device == "cuda" else device,
       "jax": jax.__version__,
       "torch": torch.__version__,
       "torch_threads": torch.get_num_threads(),
   }
 
 
-def benchmark(name: str, reps: int, batch_size: int, max_examples: int) -> dict:
+def benchmark(name: str, reps: int, batch_size: int, max_examples: int,
+              precision: str = "fp32", device: str = "cpu", steps_per_call: int = 0) -> dict:
   _, make_data, default_examples = BENCHMARKED[name]
   images, labels, source = make_data(min(max_examples or default_examples, default_examples)
                                      if name in ("resnet20", "gru") else
                                      max_examples or default_examples)
-  print(f"\n{name}: {len(labels)} examples ({source}), batch {batch_size}, {reps} alternating "
-        "repetitions of one epoch each", flush=True)
+  print(f"\n{name}: {len(labels)} examples ({source}), batch {batch_size}, {precision}, "
+        f"{reps} alternating repetitions of one epoch each; jaxlearn on "
+        f"{jax.default_backend()}, PyTorch on {device}", flush=True)
   started = time.perf_counter()
-  ours = JaxlearnSide(name, images, labels, batch_size)
+  ours = JaxlearnSide(name, images, labels, batch_size, precision, steps_per_call)
   first_seconds, _ = ours.run_epoch()  # Compiles the batcher and the step.
-  theirs = TorchSide(name, images, labels, batch_size)
+  theirs = TorchSide(name, images, labels, batch_size, precision, device)
   theirs.run_epoch()  # PyTorch's own warm-up (allocator, kernels), untimed.
   setup_seconds = time.perf_counter() - started
   examples = ours.steps * batch_size
@@ -339,7 +360,8 @@ def benchmark(name: str, reps: int, batch_size: int, max_examples: int) -> dict:
       "jaxlearn_epoch_s": steady_epoch,
       "final_train_loss": {side: values[-1] for side, values in losses.items()},
       "batch_size": batch_size, "examples_per_epoch": examples, "data": source,
-      "setup_s": setup_seconds, "machine": machine(),
+      "precision": precision, "steps_per_call": ours.config.steps_per_call,
+      "setup_s": setup_seconds, "machine": machine(device),
   }
   print(f"  median: jaxlearn {result['jaxlearn_img_s']:.0f} img/s, pytorch "
         f"{result['pytorch_img_s']:.0f} img/s, ratio {result['ratio']:.2f}x; jaxlearn compile "
@@ -366,6 +388,12 @@ def main():
   parser.add_argument("--max-examples", type=int, default=0,
                       help="examples per epoch; 0: 60000 (lenet5, mlp), 2560 (resnet20), "
                            "2560 (gru); resnet20/gru never use more than their default")
+  parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+  parser.add_argument("--torch-device", default="auto",
+                      help="cpu, cuda, or auto (cuda when JAX runs on a GPU)")
+  parser.add_argument("--steps-per-call", type=int, default=0,
+                      help="jaxlearn steps per dispatch and per read-back (0: the library's "
+                           "default, 16, read back every 100 steps)")
   parser.add_argument("--json", help="write the results here")
   args = parser.parse_args()
   names = args.models.split(",")
@@ -374,7 +402,9 @@ def main():
     parser.error(f"--models: {unknown} are not benchmarked; choose from {list(BENCHMARKED)}.")
   results = {}
   for name in names:  # Written after each model, so a later failure keeps the earlier ones.
-    results[name] = benchmark(name, args.reps, args.batch_size, args.max_examples)
+    results[name] = benchmark(name, args.reps, args.batch_size, args.max_examples,
+                              args.precision, torch_device(args.torch_device),
+                              args.steps_per_call)
     if args.json:
       with open(args.json, "w", encoding="utf-8") as f:
         json.dump(results, f, indent=2)
