@@ -33,7 +33,7 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   gradient is NaN/Inf leaves everything but the step count unchanged.
   `augment(inputs, key)` transforms the inputs first, with a key of this step.
   `param_norm=False` reports 0 for the parameters' norm, a pass over all weights
-  that `train_steps` makes once per chunk instead (5% of the MNIST MLP's step).
+  that `train_steps` makes once per chunk instead (about 5% of the MNIST MLP's step).
   """
   # A fresh key per step (for dropout) without carrying a split key in the state.
   step_rng = jax.random.fold_in(state.rng, state.step)

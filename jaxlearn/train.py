@@ -248,7 +248,7 @@ def compile_steps(mesh, task=CLASSIFICATION, skip_nonfinite: bool = False, augme
   (default: on GPUs and TPUs, not on the CPU). A GPU runs a loop of unknown
   length by copying its condition to the host after every step, a sync per
   step; with the length known it queues the steps back to back. On the CPU the
-  loop runs on the host anyway, and one program compiles once.
+  condition is read where it is computed, at no cost, and one program compiles once.
   """
   replicated = parallel.replicated(mesh)
   if static_count is None:
