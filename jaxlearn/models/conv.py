@@ -203,9 +203,13 @@ def _input_gradient_by_flipped_conv(dy, w, pads):
   """dx for stride 1: `dy` convolved with the kernel flipped in space, in/out swapped."""
   kh, kw = w.shape[:2]
   (top, bottom), (left, right) = pads
-  return lax.conv_general_dilated(
-      dy, w[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
-      ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)), dimension_numbers=_NHWC)
+  return _conv_with_flipped_kernel(
+      dy, w, ((kh - 1 - top, kh - 1 - bottom), (kw - 1 - left, kw - 1 - right)))
+
+
+def _conv_with_flipped_kernel(dy, w, dy_pads):
+  return lax.conv_general_dilated(dy, w[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1), dy_pads,
+                                  dimension_numbers=_NHWC)
 
 
 def _strided_input_gradient_by_phases(dy, w, strides, pads, x_shape):
@@ -228,9 +232,8 @@ def _strided_input_gradient_by_phases(dy, w, strides, pads, x_shape):
         phases.append(jnp.zeros((dy.shape[0], rows, cols, cin), dy.dtype))
         continue
       ka, kb = kernel.shape[:2]
-      phases.append(lax.conv_general_dilated(
-          dy, kernel[::-1, ::-1].transpose(0, 1, 3, 2), (1, 1),
-          ((ka - 1, rows - oh), (kb - 1, cols - ow)), dimension_numbers=_NHWC))
+      phases.append(_conv_with_flipped_kernel(dy, kernel,
+                                              ((ka - 1, rows - oh), (kb - 1, cols - ow))))
     phase_rows.append(jnp.stack(phases, axis=3))  # (batch, rows, cols, sw, cin)
   dx = jnp.stack(phase_rows, axis=2).reshape(dy.shape[0], rows * sh, cols * sw, cin)
   return dx[:, top:top + x_shape[1], left:left + x_shape[2]]
