@@ -37,7 +37,7 @@ def _set_xla_flags(dump_dir: str) -> None:
 
 
 # An HLO instruction line: "%name = f32[..]{..} opcode(...), ..., metadata={op_name="..." ...}".
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\(.*?\)|\S+) ([\w\-]+)\(")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
 
 
@@ -51,7 +51,8 @@ def describe_ops(dump_dir: str) -> dict:
         if instruction:
           name, shape, opcode = instruction.groups()
           op_name = _OP_NAME.search(line)
-          described[name] = (shape.split("{")[0], opcode,
+          shape = "(tuple)" if shape.startswith("(") else shape.split("{")[0]
+          described[name] = (shape, opcode,
                              _jax_op(op_name.group(1)) if op_name else "")
   return described
 
