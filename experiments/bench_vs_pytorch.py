@@ -7,11 +7,12 @@
 Both sides train the same model (same layers, initialisation scheme aside), with
 the same optimizer (Adam, lr 1e-3), batch size, precision (fp32, or bf16: jaxlearn's
 config.precision against torch.autocast) and data, held in the device's memory
-(PyTorch runs on CUDA when JAX runs on a GPU and PyTorch sees one): MNIST from $JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent),
-generated learnable data for resnet20 (CIFAR-shaped 32x32x3 images) and gru
-(configs/imdb_gru.py's bidirectional GRU on IMDB-shaped token sequences of 32-256
-real tokens padded to 256; PyTorch packs them with pack_padded_sequence, so both
-sides stop each sequence at its true length).
+(PyTorch runs on CUDA when JAX runs on a GPU and PyTorch sees one): MNIST from
+$JAXLEARN_DATA_DIR for lenet5/mlp (random images if absent), generated learnable
+data for resnet20 (CIFAR-shaped 32x32x3 images) and gru (configs/imdb_gru.py's
+bidirectional GRU on IMDB-shaped token sequences of 32-256 real tokens padded to
+256; PyTorch packs them with pack_padded_sequence, so both sides stop each sequence
+at its true length).
 jaxlearn runs its real loop (`train.train_epoch` over `train.compile_steps`'
 `train_step`, the epoch shuffled by `pipeline.make_epoch_batcher`); PyTorch runs
 the loop the seeds write: shuffle, slice, zero_grad, forward, backward, step.
@@ -35,7 +36,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxlearn import parallel, tasks, train  # pylint: disable=wrong-import-position
+from jaxlearn import interrupts, parallel, tasks, train  # pylint: disable=wrong-import-position
 from jaxlearn.config import default_config  # pylint: disable=wrong-import-position
 from jaxlearn.data import datasets, images as image_data, pipeline, sources  # pylint: disable=wrong-import-position
 
@@ -224,10 +225,6 @@ def jaxlearn_config(name: str, batch_size: int, precision: str = "fp32",
 
 # ---------------------------------------------------------------- the two loops
 
-class _NoStop:
-  requested = False
-
-
 class _NullReporter:
   def write(self, *args, **kwargs):
     pass
@@ -253,7 +250,8 @@ class JaxlearnSide:
     started = time.perf_counter()
     batches = self.batcher(self.data, 0, self.epoch)
     self.state, metrics = train.train_epoch(self.state, self.train_chunk, batches, 0, self.steps,
-                                            self.config, self.epoch, _NullReporter(), _NoStop())
+                                            self.config, self.epoch, _NullReporter(),
+                                            interrupts.StopRequest())
     jax.block_until_ready(self.state)
     self.epoch += 1
     return time.perf_counter() - started, metrics["loss"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxlearn import checkpoint, data, parallel, train
+from jaxlearn import checkpoint, data, interrupts, parallel, train
 from jaxlearn.data import pipeline, sources
 from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -182,7 +182,7 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config, static_count):
   def epoch(state, number, first_step):
     batches = batcher(arrays, 0, number)
     return train.train_epoch(state, train_chunk, batches, first_step, 9, small_config, number,
-                             _NullReporter(), _NoStop())[0]
+                             _NullReporter(), interrupts.StopRequest())[0]
 
   jax.monitoring.register_event_duration_secs_listener(count_compiles)
   try:
@@ -208,17 +208,13 @@ def test_chunks_of_known_length_train_exactly_as_one_program_for_all_lengths(sma
                                          static_count=static_count)
     # Chunks of 4, 4 and 1 steps: two lengths, so two programs in the static form.
     state, metrics = train.train_epoch(state, train_chunk, batches, 0, 9, small_config, 0,
-                                       _NullReporter(), _NoStop())
+                                       _NullReporter(), interrupts.StopRequest())
     results[static_count] = (jax.device_get(state.params), metrics)
     assert train_chunk._cache_size() == (2 if static_count else 1)  # pylint: disable=protected-access
   assert int(state.step) == 9
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
                results[False][0], results[True][0])
   assert results[False][1]["loss"] == pytest.approx(results[True][1]["loss"], rel=1e-6)
-
-
-class _NoStop:
-  requested = False
 
 
 class _NullReporter:
