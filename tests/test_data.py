@@ -141,6 +141,15 @@ def test_normalisation_matches_numpy():
                              rtol=1e-6)
 
 
+def test_normalisation_table_gives_the_formulas_float32_values():
+  pixels = np.random.default_rng(0).integers(0, 256, (4, 5, 6, 3), dtype=np.uint8)
+  mean, std = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
+  expected = (pixels.astype(np.float32) / 255.0 - np.float32(mean)) / np.float32(std)
+  np.testing.assert_array_equal(images.normalise_images(pixels, mean, std), expected)
+  np.testing.assert_array_equal(images.normalise_images(pixels[..., :1], (0.5,), (0.2,)),
+                                (pixels[..., :1].astype(np.float32) / 255.0 - 0.5) / 0.2)
+
+
 def test_real_mnist_normalised_train_split_is_standardised(mnist_root):
   config = default_config().data
   config.dir = mnist_root
