@@ -298,7 +298,7 @@ def train_epoch(state, train_chunk, batches, first_step, steps_per_epoch, config
       reporter.write(int(state.step), "train", scalars, echo=bool(bar.disable))
       bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",
                       img_s=f"{scalars['images_per_second']:.0f}")
-      epoch_metrics = merged if epoch_metrics is None else epoch_metrics.merge(merged)
+      epoch_metrics = merged if epoch_metrics is None else _merge_two(epoch_metrics, merged)
       window, window_start, window_steps = [], time.time(), 0
     if stop.requested:
       break
@@ -401,10 +401,18 @@ def make_summary(config, progress: Progress, test_metrics: dict) -> dict:
   }
 
 
-@jax.jit
 def _merge(metrics_list: list):
-  """The merge of a list of metric collections, in one dispatch."""
-  return functools.reduce(lambda a, b: a.merge(b), metrics_list)
+  """The merge of a list of metric collections.
+
+  Pairwise, by one compiled function, so lists of any length share one program
+  (a single program for the whole list compiled once per length: ~0.05 s each).
+  """
+  return functools.reduce(_merge_two, metrics_list)
+
+
+@jax.jit
+def _merge_two(a, b):
+  return a.merge(b)
 
 
 @jax.jit
