@@ -148,6 +148,9 @@ def test_normalisation_table_gives_the_formulas_float32_values():
   np.testing.assert_array_equal(images.normalise_images(pixels, mean, std), expected)
   np.testing.assert_array_equal(images.normalise_images(pixels[..., :1], (0.5,), (0.2,)),
                                 (pixels[..., :1].astype(np.float32) / 255.0 - 0.5) / 0.2)
+  # Pixels of another type take the formula itself.
+  np.testing.assert_array_equal(images.normalise_images(pixels.astype(np.int32), mean, std),
+                                expected)
 
 
 def test_real_mnist_normalised_train_split_is_standardised(mnist_root):
