@@ -13,7 +13,7 @@ data for resnet20 (CIFAR-shaped 32x32x3 images) and gru (configs/imdb_gru.py's
 bidirectional GRU on IMDB-shaped token sequences of 32-256 real tokens padded to
 256; PyTorch packs them with pack_padded_sequence, so both sides stop each sequence
 at its true length).
-jaxlearn runs its real loop (`train.train_epoch` over `train.compile_steps`'
+jaxlearn runs its real loop (`epoch.EpochRunner` over `compiled.compile_steps`'
 `train_step`, the epoch shuffled by `pipeline.make_epoch_batcher`); PyTorch runs
 the loop the seeds write: shuffle, slice, zero_grad, forward, backward, step.
 Each repetition times one epoch of each, alternating; compilation is timed
@@ -36,7 +36,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxlearn import interrupts, parallel, tasks, train  # pylint: disable=wrong-import-position
+from jaxlearn import build, compiled, parallel, tasks  # pylint: disable=wrong-import-position
+from jaxlearn import epoch as epoch_lib  # pylint: disable=wrong-import-position
 from jaxlearn.config import default_config  # pylint: disable=wrong-import-position
 from jaxlearn.data import datasets, images as image_data, pipeline, sources  # pylint: disable=wrong-import-position
 
@@ -225,11 +226,6 @@ def jaxlearn_config(name: str, batch_size: int, precision: str = "fp32",
 
 # ---------------------------------------------------------------- the two loops
 
-class _NullReporter:
-  def write(self, *args, **kwargs):
-    pass
-
-
 class JaxlearnSide:
   """jaxlearn's own state, compiled step, epoch batcher and epoch loop."""
 
@@ -237,10 +233,12 @@ class JaxlearnSide:
     self.config = jaxlearn_config(name, batch_size, precision, steps_per_call)
     self.mesh = parallel.make_mesh()
     self.steps = len(labels) // batch_size
-    self.state = jax.device_put(train.create_state(self.config, self.steps, DIMS[name]),
+    self.state = jax.device_put(build.create_state(self.config, self.steps, DIMS[name]),
                                 parallel.replicated(self.mesh))
-    self.train_chunk, _ = train.compile_steps(self.mesh, tasks.make_task(self.config),
-                                              steps_per_call=self.config.steps_per_call)
+    train_chunk, _ = compiled.compile_steps(self.mesh, tasks.make_task(self.config),
+                                            steps_per_call=self.config.steps_per_call,
+                                            cpu_kernels=self.config.cpu_kernels)
+    self.runner = epoch_lib.EpochRunner.from_config(self.config, train_chunk, self.steps)
     self.batcher = pipeline.make_epoch_batcher(batch_size, self.mesh)
     self.data = pipeline.to_device({"inputs": images, "targets": labels}, self.mesh)
     self.epoch = 0
@@ -249,9 +247,7 @@ class JaxlearnSide:
     """Trains one epoch; returns (seconds, mean training loss)."""
     started = time.perf_counter()
     batches = self.batcher(self.data, 0, self.epoch)
-    self.state, metrics = train.train_epoch(self.state, self.train_chunk, batches, 0, self.steps,
-                                            self.config, self.epoch, _NullReporter(),
-                                            interrupts.StopRequest())
+    self.state, metrics = self.runner.train(self.state, batches, self.epoch)
     jax.block_until_ready(self.state)
     self.epoch += 1
     return time.perf_counter() - started, metrics["loss"]

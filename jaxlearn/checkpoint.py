@@ -23,9 +23,6 @@ class Checkpoints:
     self._latest = _manager(os.path.join(self.directory, "latest"), max_to_keep=2)
     self._best = _manager(os.path.join(self.directory, "best"), max_to_keep=1)
 
-  def latest_step(self) -> int | None:
-    return self._latest.latest_step()
-
   def save_latest(self, state: TrainState, progress: dict) -> None:
     _save(self._latest, state, progress)
 

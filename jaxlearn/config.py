@@ -1,11 +1,16 @@
-"""The base config every experiment in `configs/` starts from.
+"""The base config every experiment in `configs/` starts from, and its checks.
 
 Every key jaxlearn reads is defined here with its default, so a misspelled
 `--config.x.y=v` override fails loudly (configs are locked) instead of being
-silently ignored.
+silently ignored; `validate` rejects values that cannot work before a run
+writes anything.
 """
 
 import ml_collections
+
+from jaxlearn.errors import ConfigError
+
+PRECISIONS = ("fp32", "bf16")  # config.precision; see jaxlearn.build.COMPUTE_DTYPES
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -69,6 +74,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.loss.gamma = 2.0  # focal, binary_focal
   config.loss.alpha = ml_collections.config_dict.placeholder(float)  # focal class weight
   config.loss.delta = 1.0  # huber
+  config.loss.smooth = 1.0  # dice: added to both sides of the Dice ratio
+  config.loss.temperature = 1.0  # distillation_kl (targets are the teacher's logits)
 
   # Per layer kind: default (the layer's own) | zeros | normal | xavier_uniform |
   # xavier_normal | kaiming_uniform | kaiming_normal | lecun_uniform | lecun_normal.
@@ -84,14 +91,19 @@ def default_config() -> ml_collections.ConfigDict:
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"
   config.optimizer.learning_rate = 1e-3
-  config.optimizer.momentum = 0.9  # sgd (0 turns it off), rmsprop
+  # Unset fields (None) take the PyTorch default of the optimizer's namesake
+  # (see jaxlearn.optim.DEFAULTS): momentum 0 for sgd and rmsprop, betas
+  # (0.9, 0.999) for adam/adamw and (0.9, 0.99) for lion, eps 1e-8 (adagrad
+  # 1e-10), rmsprop's alpha 0.99, weight decay 0.01 for adamw and 0 otherwise.
+  config.optimizer.momentum = ml_collections.config_dict.placeholder(float)  # sgd, rmsprop
   config.optimizer.nesterov = False
-  config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
-  config.optimizer.eps = 1e-8
+  config.optimizer.b1 = ml_collections.config_dict.placeholder(float)
+  config.optimizer.b2 = ml_collections.config_dict.placeholder(float)
+  config.optimizer.eps = ml_collections.config_dict.placeholder(float)
+  config.optimizer.alpha = ml_collections.config_dict.placeholder(float)  # rmsprop's decay
   # adamw, lion: decoupled weight decay; the others: PyTorch's `weight_decay`
   # (an L2 penalty's gradient). Biases and normalisation scales are never decayed.
-  config.optimizer.weight_decay = 0.0
+  config.optimizer.weight_decay = ml_collections.config_dict.placeholder(float)
   config.optimizer.clip_norm = 0.0  # clip gradients to this global norm; 0: off
   config.optimizer.clip_value = 0.0  # clip each gradient entry to +-this; 0: off
   # Average gradients over k batches before each update (a k-times larger batch).
@@ -152,4 +164,65 @@ def default_config() -> ml_collections.ConfigDict:
   # Train steps per compiled call (one dispatch from Python); see step.train_steps.
   config.steps_per_call = 16
   config.progress_bar = True
+
+  # Steps compiled for a CPU use jaxlearn.xla_cpu's convolution/pooling
+  # gradients and XLA options (models themselves stay plain Flax).
+  config.cpu_kernels = True
+  # JAX's persistent compilation cache: a rerun skips compiling what an earlier
+  # run compiled. Empty: off (or whatever JAX's own config says).
+  config.compilation_cache_dir = "~/.cache/jaxlearn/xla"
   return config
+
+
+# (config path, lowest allowed value, what to do instead) for every numeric field with a floor.
+_AT_LEAST = [
+    ("batch_size", 1, "use a batch of 1 or more examples"),
+    ("eval_batch_size", 1, "use a batch of 1 or more examples"),
+    ("num_epochs", 1, "train for at least 1 epoch"),
+    ("steps_per_call", 1, "use 1 or more"),
+    ("log_every_steps", 1, "use 1 or more"),
+    ("max_consecutive_nonfinite", 0, "use 0 or more"),
+    ("top_k", 0, "use 0 (off) or more"),
+    ("optimizer.accumulate_steps", 1, "use 1 (no accumulation) or more"),
+    ("optimizer.clip_norm", 0, "use 0 (off) or a positive norm"),
+    ("optimizer.clip_value", 0, "use 0 (off) or a positive bound"),
+    ("early_stopping.patience", 0, "use 0 (off) or a number of epochs"),
+    ("early_stopping.min_delta", 0, "use 0 or a positive margin"),
+    ("data.max_train_examples", 0, "use 0 (all) or a number of examples"),
+    ("schedule.warmup_epochs", 0, "use 0 (off) or a number of epochs"),
+]
+
+
+def _get(config, path: str):
+  for key in path.split("."):
+    config = config[key]
+  return config
+
+
+def validate(config, num_devices: int = 1) -> None:
+  """Raises ConfigError, naming the field and a fix, for a value that cannot work."""
+  for path, floor, fix in _AT_LEAST:
+    value = _get(config, path)
+    if value < floor:
+      raise ConfigError(f"config.{path}={value} is below {floor}; {fix}.")
+  if not config.optimizer.learning_rate > 0:
+    raise ConfigError(f"config.optimizer.learning_rate={config.optimizer.learning_rate}; the "
+                      "learning rate must be positive (e.g. 1e-3 for adam, 0.1 for sgd).")
+  if config.optimizer.nesterov and not (config.optimizer.momentum or 0) > 0:
+    raise ConfigError("config.optimizer.nesterov=True needs momentum (as in PyTorch); set "
+                      "config.optimizer.momentum, e.g. 0.9.")
+  for name in ("batch_size", "eval_batch_size"):
+    if config[name] % num_devices:
+      multiple = max(num_devices, config[name] // num_devices * num_devices)
+      raise ConfigError(
+          f"config.{name}={config[name]} is not divisible by the {num_devices} devices the "
+          f"batch is split over; set --config.{name} to a multiple of {num_devices} "
+          f"(e.g. {multiple}).")
+  choices = {"monitor_mode": ("min", "max"), "precision": PRECISIONS,
+             "on_nonfinite": ("stop", "skip")}
+  for name, allowed in choices.items():
+    if config[name] not in allowed:
+      raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")
+  if not 0 <= config.ema_decay < 1:
+    raise ConfigError(f"config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1) "
+                      "such as 0.999.")

@@ -80,7 +80,7 @@ def hinge(scores, labels):
 
 def multiclass_hinge(scores, labels):
   """Crammer-Singer hinge: max(0, 1 + max_{j != y} s_j - s_y)."""
-  return optax.losses.multiclass_hinge_loss(scores, labels)
+  return _per_example(optax.losses.multiclass_hinge_loss(scores, labels))
 
 
 def dice(logits, targets, *, smooth: float = 1.0):
@@ -99,7 +99,7 @@ def distillation_kl(student_logits, teacher_logits, *, temperature: float = 1.0)
   """T^2 * KL(softmax(teacher/T) || softmax(student/T)) (Hinton et al. 2015)."""
   log_student = jax.nn.log_softmax(student_logits / temperature)
   teacher = jax.nn.softmax(teacher_logits / temperature)
-  return temperature**2 * optax.losses.kl_divergence(log_student, teacher)
+  return _per_example(temperature**2 * optax.losses.kl_divergence(log_student, teacher))
 
 
 def weighted_mean(losses: jax.Array, weights: jax.Array | None = None) -> jax.Array:
@@ -121,4 +121,7 @@ LOSSES = {
     "mse": (mse, ()),
     "mae": (mae, ()),
     "huber": (huber, ("delta",)),
+    "dice": (dice, ("smooth",)),
+    # Targets are the teacher's logits (one row per example, as wide as the outputs).
+    "distillation_kl": (distillation_kl, ("temperature",)),
 }

@@ -18,24 +18,80 @@ def decay_mask(params):
   return jax.tree.map(lambda p: p.ndim > 1, params)
 
 
-def _with_l2(config, transform):
+# PyTorch's defaults (torch.optim; Lion from its paper), taken where config.optimizer leaves
+# a field unset (None).
+DEFAULTS = {
+    "sgd": {"momentum": 0.0, "weight_decay": 0.0},
+    "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.01},
+    "rmsprop": {"alpha": 0.99, "eps": 1e-8, "momentum": 0.0, "weight_decay": 0.0},
+    "adagrad": {"eps": 1e-10, "weight_decay": 0.0},
+    "lion": {"b1": 0.9, "b2": 0.99, "weight_decay": 0.0},
+}
+
+
+def _settings(config) -> dict:
+  """The optimizer's settings: config.optimizer's set fields over its PyTorch defaults."""
+  return {k: (default if config.get(k) is None else config[k])
+          for k, default in DEFAULTS[config.name].items()}
+
+
+def _with_l2(weight_decay: float, transform):
   """PyTorch's `weight_decay` for SGD/Adam/...: wd * param added to the gradient."""
-  if not config.weight_decay:
+  if not weight_decay:
     return transform
-  return optax.chain(optax.add_decayed_weights(config.weight_decay, decay_mask), transform)
+  return optax.chain(optax.add_decayed_weights(weight_decay, decay_mask), transform)
+
+
+def scale_by_sum_of_squares(eps: float) -> optax.GradientTransformation:
+  """Adagrad's scaling as in `torch.optim.Adagrad`: g / (sqrt(sum of g^2 so far) + eps).
+
+  `optax.scale_by_rss` starts the sum at 0.1 by default and puts eps inside the root.
+  """
+
+  def init(params):
+    return optax.ScaleByRssState(sum_of_squares=optax.tree.zeros_like(params))
+
+  def update(updates, state, params=None):
+    del params
+    sums = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
+    updates = jax.tree.map(lambda g, s: g / (jnp.sqrt(s) + eps), updates, sums)
+    return updates, optax.ScaleByRssState(sum_of_squares=sums)
+
+  return optax.GradientTransformation(init, update)
+
+
+def _momentum(momentum: float, nesterov: bool) -> list:
+  return [optax.trace(decay=momentum, nesterov=nesterov)] if momentum else []
+
+
+def _sgd(c, s, lr):
+  return _with_l2(s["weight_decay"], optax.chain(*_momentum(s["momentum"], c.nesterov),
+                                                 optax.scale_by_learning_rate(lr)))
+
+
+def _rmsprop(c, s, lr):
+  # torch.optim.RMSprop: eps outside the root, momentum on the scaled gradient before lr.
+  return _with_l2(s["weight_decay"], optax.chain(
+      optax.scale_by_rms(decay=s["alpha"], eps=s["eps"], eps_in_sqrt=False),
+      *_momentum(s["momentum"], c.nesterov), optax.scale_by_learning_rate(lr)))
+
+
+def _adagrad(c, s, lr):
+  return _with_l2(s["weight_decay"], optax.chain(scale_by_sum_of_squares(s["eps"]),
+                                                 optax.scale_by_learning_rate(lr)))
 
 
 OPTIMIZERS = {
-    "sgd": lambda c, lr: _with_l2(c, optax.sgd(lr, momentum=c.momentum or None,
-                                               nesterov=c.nesterov)),
-    "adam": lambda c, lr: _with_l2(c, optax.adam(lr, b1=c.b1, b2=c.b2, eps=c.eps)),
-    "adamw": lambda c, lr: optax.adamw(lr, b1=c.b1, b2=c.b2, eps=c.eps,
-                                       weight_decay=c.weight_decay, mask=decay_mask),
-    "rmsprop": lambda c, lr: _with_l2(c, optax.rmsprop(lr, eps=c.eps, momentum=c.momentum or None,
-                                                       nesterov=c.nesterov)),
-    "adagrad": lambda c, lr: _with_l2(c, optax.adagrad(lr, eps=c.eps)),
-    "lion": lambda c, lr: optax.lion(lr, b1=c.b1, b2=c.b2, weight_decay=c.weight_decay,
-                                     mask=decay_mask),
+    "sgd": _sgd,
+    "adam": lambda c, s, lr: _with_l2(s["weight_decay"],
+                                      optax.adam(lr, b1=s["b1"], b2=s["b2"], eps=s["eps"])),
+    "adamw": lambda c, s, lr: optax.adamw(lr, b1=s["b1"], b2=s["b2"], eps=s["eps"],
+                                          weight_decay=s["weight_decay"], mask=decay_mask),
+    "rmsprop": _rmsprop,
+    "adagrad": _adagrad,
+    "lion": lambda c, s, lr: optax.lion(lr, b1=s["b1"], b2=s["b2"],
+                                        weight_decay=s["weight_decay"], mask=decay_mask),
 }
 
 
@@ -47,7 +103,7 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
   (`optax.MultiSteps`; `schedule` then counts updates, not batches). The learning
   rate is `schedule(update) * lr_scale`, both kept in the optimizer state
   (`optax.inject_hyperparams`): the step reports it from there and the plateau
-  schedule changes `lr_scale` between epochs (`set_lr_scale`).
+  schedule changes `lr_scale` between epochs (`jaxlearn.plateau`).
 
   Example:
     tx = make_optimizer(config.optimizer, optax.constant_schedule(1e-3))
@@ -59,6 +115,7 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
   if c.accumulate_steps < 1:
     raise ConfigError(f"config.optimizer.accumulate_steps={c.accumulate_steps}; use 1 (no "
                       "accumulation) or more.")
+  settings = _settings(c)
 
   def build(learning_rate, lr_scale):
     clipping = []
@@ -66,7 +123,7 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
       clipping.append(optax.clip(c.clip_value))
     if c.clip_norm:
       clipping.append(optax.clip_by_global_norm(c.clip_norm))
-    return optax.chain(*clipping, OPTIMIZERS[c.name](c, learning_rate * lr_scale))
+    return optax.chain(*clipping, OPTIMIZERS[c.name](c, settings, learning_rate * lr_scale))
 
   tx = optax.inject_hyperparams(build)(learning_rate=schedule, lr_scale=1.0)
   if c.accumulate_steps > 1:
@@ -84,15 +141,6 @@ def learning_rate(opt_state) -> jax.Array:
   """The learning rate of the step that produced `opt_state`."""
   hyperparams = _hyperparams(opt_state)
   return hyperparams["learning_rate"] * hyperparams.get("lr_scale", 1.0)
-
-
-def set_lr_scale(opt_state, scale: float):
-  """`opt_state` with the learning rate's multiplier set to `scale` (same dtype and sharding)."""
-  if hasattr(opt_state, "hyperparams"):
-    old = opt_state.hyperparams["lr_scale"]
-    new = old * 0 + scale  # Computed from `old`, so it keeps its dtype and placement.
-    return opt_state._replace(hyperparams={**opt_state.hyperparams, "lr_scale": new})
-  return opt_state._replace(inner_opt_state=set_lr_scale(opt_state.inner_opt_state, scale))
 
 
 def applied_update(opt_state) -> jax.Array:
@@ -209,7 +257,7 @@ SCHEDULES = {
     "cyclic": _cyclic,
     "one_cycle": _one_cycle,
     "lambda": _lambda,
-    # Constant here; `plateau_update` lowers `lr_scale` after each epoch's validation.
+    # Constant here; `jaxlearn.plateau` lowers `lr_scale` after each epoch's validation.
     "plateau": _constant,
 }
 
@@ -242,44 +290,3 @@ def make_schedule(schedule_config, base_lr: float, steps_per_epoch: int,
     return main
   warmup = optax.linear_schedule(0.0, base_lr, warmup_steps)
   return optax.join_schedules([warmup, main], [warmup_steps])
-
-
-def plateau_update(plateau: dict, value: float, schedule_config, mode: str,
-                   base_lr: float) -> dict:
-  """ReduceLROnPlateau after one epoch's validation `value`; returns the new plateau record.
-
-  The record ({"best", "bad_epochs", "cooldown_left", "lr_scale"}, empty at the
-  start) lives in the run's progress so a resumed run carries on where it stopped.
-  Semantics are PyTorch's: an improvement beats `best` by more than `threshold`
-  (relative or absolute); after more than `patience` epochs without one the rate
-  is multiplied by `factor` (not below `min_lr`) and `cooldown` epochs follow.
-  """
-  c = schedule_config
-  best = plateau.get("best")
-  bad_epochs = plateau.get("bad_epochs", 0)
-  cooldown_left = plateau.get("cooldown_left", 0)
-  lr_scale = plateau.get("lr_scale", 1.0)
-  if best is None or _beats(value, best, mode, c.threshold, c.threshold_mode):
-    best, bad_epochs = value, 0
-  else:
-    bad_epochs += 1
-  if cooldown_left > 0:
-    cooldown_left -= 1
-    bad_epochs = 0
-  if bad_epochs > c.patience:
-    lr_scale = max(lr_scale * c.factor, c.min_lr / base_lr)
-    cooldown_left, bad_epochs = c.cooldown, 0
-  return {"best": best, "bad_epochs": bad_epochs, "cooldown_left": cooldown_left,
-          "lr_scale": lr_scale}
-
-
-def _beats(value: float, best: float, mode: str, threshold: float, threshold_mode: str) -> bool:
-  """PyTorch's test: rel compares with best * (1 -+ threshold), abs with best -+ threshold."""
-  sign = -1 if mode == "min" else 1
-  if threshold_mode == "rel":
-    bar = best * (1 + sign * threshold)
-  elif threshold_mode == "abs":
-    bar = best + sign * threshold
-  else:
-    raise ConfigError(f"config.schedule.threshold_mode={threshold_mode!r}; use 'rel' or 'abs'.")
-  return value < bar if mode == "min" else value > bar

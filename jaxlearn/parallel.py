@@ -8,8 +8,6 @@ inserts the gradient all-reduce. The same `train_step` also runs under
 import jax
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jaxlearn.errors import ConfigError
-
 DATA_AXIS = "data"
 
 
@@ -32,11 +30,3 @@ def batch_sharding(mesh) -> NamedSharding:
 def stacked_batch_sharding(mesh) -> NamedSharding:
   """A (steps, batch, ...) stack of batches, each batch split across devices."""
   return NamedSharding(mesh, P(None, DATA_AXIS))
-
-
-def check_divisible(batch_size: int, name: str, num_devices: int) -> None:
-  if batch_size % num_devices:
-    raise ConfigError(
-        f"config.{name}={batch_size} is not divisible by the {num_devices} devices the batch "
-        f"is split over; set --config.{name} to a multiple of {num_devices} "
-        f"(e.g. {max(num_devices, batch_size // num_devices * num_devices)}).")

@@ -1,8 +1,8 @@
-"""Training curves of a run: `python -m jaxlearn.plot --workdir=DIR` writes DIR/curves.png.
+"""Command line: `python -m jaxlearn.plot --workdir=DIR` writes DIR/curves.png.
 
 One panel per metric the run logged per epoch (loss, accuracy, ...), train and
-validation together, with the best epoch marked. Needs matplotlib
-(`pip install 'jaxlearn[plot]'`).
+validation together, with the best epoch marked (see `jaxlearn.curves`). Needs
+matplotlib (`pip install 'jaxlearn[plot]'`).
 """
 
 import json
@@ -12,58 +12,26 @@ import sys
 from absl import app
 from absl import flags
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (holding summary.json).")
-_OUT = flags.DEFINE_string("out", "", "The PNG to write; empty: WORKDIR/curves.png.")
-
-
-def epoch_curves(history: list[dict]) -> dict[str, dict[str, list[float]]]:
-  """{metric: {"train": [...], "val": [...]}} per epoch, for metrics logged in both splits."""
-  names = sorted({k[len("val_"):] for k in history[0] if k.startswith("val_")})
-  return {name: {split: [h.get(f"{split}_{name}", float("nan")) for h in history]
-                 for split in ("train", "val")} for name in names}
-
-
-def plot_history(summary: dict, path: str):
-  """Draws `summary["history"]` as one panel per metric and saves it to `path`."""
-  import matplotlib  # pylint: disable=import-outside-toplevel
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
-  from matplotlib.ticker import MaxNLocator  # pylint: disable=import-outside-toplevel
-  history = summary["history"]
-  curves = epoch_curves(history)
-  epochs = [h["epoch"] for h in history]
-  figure, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.5), squeeze=False)
-  for ax, (name, splits) in zip(axes[0], curves.items()):
-    for split, values in splits.items():
-      ax.plot(epochs, values, marker="o", label=split)
-    ax.axvline(summary["best_epoch"], color="grey", linestyle=":", label="best epoch")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(name)
-    ax.grid(alpha=0.3)
-  axes[0][0].legend()
-  test = {k[len("test_"):]: v for k, v in summary.items() if k.startswith("test_")}
-  model = summary.get("config", {}).get("model", {}).get("name", "")
-  figure.suptitle(f"{model}: test " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(test.items())))
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
-  return curves
+from jaxlearn.curves import plot_history
 
 
 def main(argv):
   del argv
-  summary_path = os.path.join(_WORKDIR.value, "summary.json")
+  workdir, out = flags.FLAGS.workdir, flags.FLAGS.out
+  summary_path = os.path.join(workdir, "summary.json")
   if not os.path.exists(summary_path):
     sys.exit(f"jaxlearn: error: {summary_path} not found; --workdir must be the workdir of a "
              "finished run.")
   with open(summary_path, encoding="utf-8") as f:
     summary = json.load(f)
-  out = _OUT.value or os.path.join(_WORKDIR.value, "curves.png")
+  out = out or os.path.join(workdir, "curves.png")
   plot_history(summary, out)
   print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+  # Defined here, not at import, so importing this module next to jaxlearn.main is harmless.
+  flags.DEFINE_string("workdir", None, "A run's workdir (holding summary.json).")
+  flags.DEFINE_string("out", "", "The PNG to write; empty: WORKDIR/curves.png.")
   flags.mark_flags_as_required(["workdir"])
   app.run(main)

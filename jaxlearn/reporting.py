@@ -12,8 +12,8 @@ from tqdm.auto import tqdm
 def _import_tensorboardx():
   """tensorboardX, imported without PyTorch unless PyTorch is already loaded.
 
-  tensorboardX imports PyTorch whenever it is installed (~1.2 s of start-up),
-  only so that it can also accept torch tensors; jaxlearn writes floats.
+  tensorboardX imports PyTorch whenever it is installed (a second or more of
+  start-up), only so that it can also accept torch tensors; jaxlearn writes floats.
   """
   if "torch" in sys.modules:
     import tensorboardX  # pylint: disable=import-outside-toplevel

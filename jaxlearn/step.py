@@ -5,6 +5,10 @@ Both take and return pytrees only, so they compile with
 over a mesh) or run under `jax.pmap(functools.partial(train_step,
 axis_name="batch"), axis_name="batch")` with the same results.
 
+A batch is {"inputs", "targets"} with optional per-example "weights" (a 0/1
+mask of padding, or any non-negative weights): the loss and every metric are
+weighted means over the batch, in training and in evaluation alike.
+
 Example:
   from jaxlearn import create_train_state, train_step
   state = create_train_state(LeNet5(rngs=nnx.Rngs(0)), optax.adam(1e-3), jax.random.key(0))
@@ -23,17 +27,44 @@ from jaxlearn import losses, optim
 from jaxlearn.state import TrainState
 from jaxlearn.tasks import CLASSIFICATION, Task
 
+# loss_fn(outputs, batch) -> one loss per example, shape [batch].
+LossFn = Callable[[jax.Array, dict], jax.Array]
+
 
 def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
-               axis_name: str | None = None, skip_nonfinite: bool = False,
-               augment: Callable | None = None, param_norm: bool = True):
-  """One optimizer step on `batch` ({"inputs", "targets"}, optional per-example "weights").
+               loss_fn: LossFn | None = None, axis_name: str | None = None,
+               skip_nonfinite: bool = False, augment: Callable | None = None,
+               model_transform: Callable | None = None):
+  """One optimizer step on `batch`; returns (new state, metrics).
 
-  Returns (new state, metrics). With `skip_nonfinite`, a step whose loss or
-  gradient is NaN/Inf leaves everything but the step count unchanged.
-  `augment(inputs, key)` transforms the inputs first, with a key of this step.
-  `param_norm=False` reports 0 for the parameters' norm, a pass over all weights
-  that `train_steps` makes once per chunk instead (about 5% of the MNIST MLP's step).
+  Args:
+    state: the `TrainState`.
+    batch: {"inputs", "targets"}, optionally "weights" (per example).
+    task: picks the loss and the metrics (`jaxlearn.CLASSIFICATION`, `BINARY`,
+      `REGRESSION`, or `make_task(config)`).
+    loss_fn: `(outputs, batch) -> per-example losses` to minimise instead of the
+      task's loss (which still names the metrics); it may read any batch key.
+    axis_name: the mapped axis under `jax.pmap` (gradients are averaged over it).
+    skip_nonfinite: a step whose loss or gradient is NaN/Inf leaves everything
+      but the step count unchanged.
+    augment: `augment(inputs, key)` transforms the inputs first, with a key of
+      this step (see `jaxlearn.data.augment`).
+    model_transform: a function transformation applied to the model's forward
+      pass `(params, inputs, rng) -> (outputs, model_state)`, e.g.
+      `jax.checkpoint`, or `jaxlearn.xla_cpu.with_cpu_kernels` on a CPU.
+  """
+  state, metrics, _ = _step(state, batch, task=task, loss_fn=loss_fn, axis_name=axis_name,
+                            skip_nonfinite=skip_nonfinite, augment=augment,
+                            model_transform=model_transform)
+  return state, metrics
+
+
+def _step(state: TrainState, batch: dict, *, task, loss_fn, axis_name, skip_nonfinite, augment,
+          model_transform, param_norm: bool = True):
+  """`train_step`, also returning the step's health: its loss, gradient norm, non-finiteness.
+
+  `param_norm=False` reports 0 for the parameters' norm (a pass over all weights),
+  which `train_steps` measures once per chunk instead.
   """
   # A fresh key per step (for dropout) without carrying a split key in the state.
   step_rng = jax.random.fold_in(state.rng, state.step)
@@ -42,14 +73,17 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   inputs = batch["inputs"]
   if augment is not None:
     inputs = augment(inputs, jax.random.fold_in(step_rng, 1))
+  forward = lambda params, inputs, rng: state.apply_model(params, inputs, train=True, rng=rng)
+  if model_transform is not None:
+    forward = model_transform(forward)
+  weights = batch.get("weights")
 
-  def loss_fn(params):
-    outputs, model_state = state.apply_model(params, inputs, train=True, rng=step_rng)
-    per_example = task.loss(outputs, batch["targets"])
-    loss = losses.weighted_mean(per_example, batch.get("weights"))
-    return loss, (per_example, outputs, model_state)
+  def objective(params):
+    outputs, model_state = forward(params, inputs, step_rng)
+    per_example = _per_example_loss(task, loss_fn, outputs, batch)
+    return losses.weighted_mean(per_example, weights), (per_example, outputs, model_state)
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  grad_fn = jax.value_and_grad(objective, has_aux=True)
   (loss, (per_example, outputs, model_state)), grads = grad_fn(state.params)
   if axis_name is not None:  # Under pmap; with jit + sharding XLA adds this itself.
     grads = jax.lax.pmean(grads, axis_name)
@@ -67,13 +101,27 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
     new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, state)
   new_state = new_state.replace(step=state.step + 1)
 
-  mask = jnp.broadcast_to(finite, per_example.shape) if skip_nonfinite else None
+  mask = weights
+  if skip_nonfinite:  # A skipped step's examples count for nothing.
+    mask = finite * (jnp.ones_like(per_example) if weights is None else weights)
   metrics = _metrics(task.train_metrics, axis_name, loss=per_example, logits=outputs,
                      labels=batch["targets"], mask=mask,
                      learning_rate=_learning_rate(opt_state), grad_norm=grad_norm,
                      param_norm=optax.tree.norm(new_state.params) if param_norm else 0.0,
                      nonfinite=~finite)
-  return new_state, metrics
+  health = {"loss": loss, "grad_norm": grad_norm, "nonfinite": ~finite}
+  return new_state, metrics, health
+
+
+def _per_example_loss(task: Task, loss_fn: LossFn | None, outputs, batch) -> jax.Array:
+  values = (task.loss(outputs, batch["targets"]) if loss_fn is None
+            else loss_fn(outputs, batch))
+  batch_size = jax.tree.leaves(batch["targets"])[0].shape[0]
+  if values.shape != (batch_size,):
+    raise ValueError(f"The loss must give one value per example, shape ({batch_size},), but "
+                     f"gave shape {values.shape}; average the other axes inside the loss "
+                     "(jaxlearn.losses' losses do).")
+  return values
 
 
 def train_steps(state: TrainState, batch_at: Callable[[jax.Array], dict], count, *,
@@ -81,37 +129,49 @@ def train_steps(state: TrainState, batch_at: Callable[[jax.Array], dict], count,
   """`count` train steps on batch_at(0), batch_at(1), ... as one compiled loop.
 
   `count` (1 <= count <= `max_count`) may be traced, so one compiled program
-  serves every chunk of an epoch. For a small model a dispatch from Python
-  costs about as much as the step itself (the MNIST MLP on a 2-core CPU: 0.88
-  ms per step dispatched one by one, 0.53 ms in a loop), so the training loop
-  runs steps in chunks. `step_options` go to `train_step`.
+  serves every chunk of an epoch; a dispatch from Python costs about as much
+  as a small model's step, so the training loop runs steps in chunks.
+  `step_options` go to `train_step`.
 
-  Returns (state, the steps' merged metrics, per-step arrays of length
-  `max_count` whose first `count` entries hold each step's "loss",
-  "grad_norm" and "nonfinite"). The merged "param_norm" is that of the chunk's
-  final parameters.
+  Returns (state, the steps' merged metrics, the steps' health: arrays of
+  length `max_count` whose first `count` entries hold each step's "loss",
+  "grad_norm" and "nonfinite"). The merged "param_norm" is that of the
+  chunk's final parameters.
   """
 
   def step(i, state):
-    return train_step(state, batch_at(i), param_norm=False, **step_options)
+    return _step(state, batch_at(i), param_norm=False, **_with_defaults(step_options))
 
-  # Zeros merge as "no steps yet" for every metric the tasks use (sums, counts, last values).
-  none_yet = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), jax.eval_shape(step, 0, state)[1])
-  per_step = {"loss": jnp.zeros(max_count), "grad_norm": jnp.zeros(max_count),
-              "nonfinite": jnp.zeros(max_count, bool)}
+  metrics_shape, health_shape = jax.eval_shape(step, 0, state)[1:]
+  zeros = lambda shape: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
+  health_zeros = {k: jnp.zeros((max_count, *v.shape), v.dtype) for k, v in health_shape.items()}
 
   def body(i, carry):
-    state, merged, per_step = carry
-    state, metrics = step(i, state)
-    values = {"loss": metrics.loss.compute(), "grad_norm": metrics.grad_norm.compute(),
-              "nonfinite": metrics.nonfinite.total > 0}
-    per_step = {k: v.at[i].set(values[k].astype(v.dtype)) for k, v in per_step.items()}
-    return state, merged.merge(metrics), per_step
+    state, merged, health = carry
+    state, metrics, step_health = step(i, state)
+    # The first step's metrics as they are; later ones merged in (any metric kind).
+    merged = jax.tree.map(lambda first, later: jnp.where(i == 0, first, later), metrics,
+                          merged.merge(metrics))
+    health = {k: v.at[i].set(step_health[k]) for k, v in health.items()}
+    return state, merged, health
 
-  state, merged, per_step = jax.lax.fori_loop(0, count, body, (state, none_yet, per_step))
-  final_norm = type(merged.param_norm)(total=optax.tree.norm(state.params),
-                                       count=jnp.ones((), jnp.int32))
-  return state, merged.replace(param_norm=final_norm), per_step
+  state, merged, health = jax.lax.fori_loop(0, count, body,
+                                            (state, zeros(metrics_shape), health_zeros))
+  if hasattr(merged, "param_norm"):
+    final_norm = type(merged.param_norm)(total=optax.tree.norm(state.params),
+                                         count=jnp.ones((), jnp.int32))
+    merged = merged.replace(param_norm=final_norm)
+  return state, merged, health
+
+
+def _with_defaults(step_options: dict) -> dict:
+  defaults = dict(task=CLASSIFICATION, loss_fn=None, axis_name=None, skip_nonfinite=False,
+                  augment=None, model_transform=None)
+  unknown = set(step_options) - set(defaults)
+  if unknown:
+    raise TypeError(f"train_steps got unknown step options {sorted(unknown)}; "
+                    f"train_step takes {sorted(defaults)}.")
+  return {**defaults, **step_options}
 
 
 def _updated_ema(state: TrainState, params, opt_state):
@@ -125,11 +185,16 @@ def _updated_ema(state: TrainState, params, opt_state):
 
 
 def eval_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
-              axis_name: str | None = None):
-  """Metrics of the model in eval mode (EMA weights if kept); a `mask` marks padding with 0."""
-  outputs, _ = state.apply_model(state.eval_params, batch["inputs"], train=False)
-  return _metrics(task.eval_metrics, axis_name, loss=task.loss(outputs, batch["targets"]),
-                  logits=outputs, labels=batch["targets"], mask=batch.get("mask"))
+              loss_fn: LossFn | None = None, axis_name: str | None = None,
+              model_transform: Callable | None = None):
+  """Metrics of the model in eval mode (EMA weights if kept); "weights" 0 marks padding."""
+  forward = lambda params, inputs: state.apply_model(params, inputs, train=False)
+  if model_transform is not None:
+    forward = model_transform(forward)
+  outputs, _ = forward(state.eval_params, batch["inputs"])
+  return _metrics(task.eval_metrics, axis_name,
+                  loss=_per_example_loss(task, loss_fn, outputs, batch), logits=outputs,
+                  labels=batch["targets"], mask=batch.get("weights"))
 
 
 def _metrics(collection, axis_name, **model_output):

@@ -45,14 +45,37 @@ _HEALTH = {name: _per_step_average(name)
            for name in ("learning_rate", "grad_norm", "param_norm", "nonfinite")}
 
 
+@flax.struct.dataclass
+class WeightedAverage(metrics.Average):
+  """sum(w * value) / sum(w) over examples, where w are the batch's per-example "weights".
+
+  clu's `Average` treats its mask as 0/1; this one weights, so the metrics agree
+  with the weighted loss the step minimises (0/1 weights give the same values).
+  """
+
+  @classmethod
+  def from_model_output(cls, values: jax.Array, mask: jax.Array | None = None,
+                        **_) -> "WeightedAverage":
+    values = jnp.asarray(values, jnp.float32)
+    weights = jnp.ones_like(values) if mask is None else jnp.asarray(mask, jnp.float32)
+    weights = weights.reshape(weights.shape + (1,) * (values.ndim - weights.ndim))
+    weights = jnp.broadcast_to(weights, values.shape)
+    # `where`, not a product: a skipped step's NaN loss with weight 0 must add nothing.
+    return cls(total=jnp.where(weights > 0, values * weights, 0.0).sum(), count=weights.sum())
+
+
+def _correct(*, logits, labels, **_):
+  return (logits.argmax(axis=-1) == labels).astype(jnp.float32)
+
+
 def top_k_accuracy(k: int) -> type[metrics.Average]:
-  """The fraction of examples whose label is among the k largest logits."""
+  """The (weighted) fraction of examples whose label is among the k largest logits."""
 
   def correct(*, logits, labels, **_):
     top = jax.lax.top_k(logits, k)[1]
     return (top == labels[:, None]).any(axis=-1).astype(jnp.float32)
 
-  return metrics.Average.from_fun(correct)
+  return WeightedAverage.from_fun(correct)
 
 
 def _binary_correct(*, logits, labels, **_):
@@ -125,7 +148,8 @@ class Task(NamedTuple):
   """What the step needs to know about a task.
 
   loss: `(outputs, targets) -> per-example losses` (see `jaxlearn.losses`).
-  eval_metrics: a clu `Collection` built from `loss=, logits=, labels=, mask=`.
+  eval_metrics: a clu `Collection` built from `loss=, logits=, labels=, mask=`
+    (`mask` carries the batch's per-example "weights").
   train_metrics: the same plus learning rate, gradient and parameter norms.
   target_dtype: what targets are cast to before training.
   num_outputs: `targets -> ` the model's output size (classes, or target width).
@@ -139,10 +163,9 @@ class Task(NamedTuple):
 
 
 def _make_task(name, loss_fn, target_dtype, num_outputs, **eval_fields) -> Task:
-  return Task(name, loss_fn, metrics.Collection.create(loss=metrics.Average.from_output("loss"),
-                                                       **eval_fields),
-              metrics.Collection.create(loss=metrics.Average.from_output("loss"),
-                                        **eval_fields, **_HEALTH),
+  loss = WeightedAverage.from_output("loss")
+  return Task(name, loss_fn, metrics.Collection.create(loss=loss, **eval_fields),
+              metrics.Collection.create(loss=loss, **eval_fields, **_HEALTH),
               target_dtype, num_outputs)
 
 
@@ -151,12 +174,13 @@ def _target_width(targets: np.ndarray) -> int:
 
 
 CLASSIFICATION = _make_task("classification", losses.cross_entropy, np.int32,
-                            lambda targets: int(targets.max()) + 1, accuracy=metrics.Accuracy)
+                            lambda targets: int(targets.max()) + 1,
+                            accuracy=WeightedAverage.from_fun(_correct))
 BINARY = _make_task("binary", losses.binary_cross_entropy, np.float32, lambda targets: 1,
-                    accuracy=metrics.Average.from_fun(_binary_correct), roc_auc=RocAuc)
+                    accuracy=WeightedAverage.from_fun(_binary_correct), roc_auc=RocAuc)
 REGRESSION = _make_task("regression", losses.mse, np.float32, _target_width,
-                        mse=metrics.Average.from_fun(_squared_error),
-                        mae=metrics.Average.from_fun(_absolute_error), r2=RSquared)
+                        mse=WeightedAverage.from_fun(_squared_error),
+                        mae=WeightedAverage.from_fun(_absolute_error), r2=RSquared)
 
 TASKS = {task.name: task for task in (CLASSIFICATION, BINARY, REGRESSION)}
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlearn import create_train_state, parallel, train, train_step
+from jaxlearn import compiled, create_train_state, parallel, train_step
 from jaxlearn.data import pipeline
 from jaxlearn.models import LeNet5
 
@@ -45,7 +45,7 @@ def main():
   pmapped = jax_utils.unreplicate(pmapped)
 
   # The training loop's own path: a chunk of steps over batches stacked and sharded.
-  train_chunk, _ = train.compile_steps(mesh, steps_per_call=8)
+  train_chunk, _ = compiled.compile_steps(mesh, steps_per_call=8)
   arrays = jax.device_put(jax.tree.map(lambda *b: np.concatenate(b), *batches), rep)
   order = jax.device_put(np.arange(5 * 64).reshape(5, 64), parallel.stacked_batch_sharding(mesh))
   epoch = pipeline.Epoch(arrays, order)

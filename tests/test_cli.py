@@ -29,7 +29,7 @@ def test_unknown_config_key_names_it_and_its_siblings(tmp_path):
   result = _main(f"--workdir={tmp_path}", "--config.optimizer.lr=0.1")
   assert result.returncode == 2
   assert ("Unknown config key 'config.optimizer.lr' in '--config.optimizer.lr=0.1'. "
-          "config.optimizer has: accumulate_steps, b1, b2, clip_norm, clip_value, eps, "
+          "config.optimizer has: accumulate_steps, alpha, b1, b2, clip_norm, clip_value, eps, "
           "learning_rate,") in result.stderr
   assert not os.listdir(tmp_path)
 

@@ -180,8 +180,8 @@ def test_eval_batches_pad_with_zero_mask():
   from jaxlearn import parallel
   split = {"inputs": np.ones((10, 2), np.float32), "targets": np.arange(10, dtype=np.int32)}
   batches = pipeline.make_eval_batches(split, 4, parallel.make_mesh())
-  assert batches["mask"].shape == (3, 4)
-  np.testing.assert_array_equal(np.asarray(batches["mask"]).ravel(), [1] * 10 + [0, 0])
+  assert batches["weights"].shape == (3, 4)
+  np.testing.assert_array_equal(np.asarray(batches["weights"]).ravel(), [1] * 10 + [0, 0])
 
 
 def test_unknown_dataset_name_is_reported():

@@ -221,9 +221,9 @@ def test_custom_arrays_infer_their_kind():
 
 def test_training_curves_are_plotted_from_the_history(small_config, tmp_path):
   pytest.importorskip("matplotlib")
-  from jaxlearn import plot
+  from jaxlearn import curves as curves_lib
   summary = train.train_and_evaluate(small_config, str(tmp_path / "run"))
-  curves = plot.plot_history(summary, str(tmp_path / "curves.png"))
+  curves = curves_lib.plot_history(summary, str(tmp_path / "curves.png"))
   assert curves["accuracy"]["val"] == [h["val_accuracy"] for h in summary["history"]]
   assert curves["loss"]["train"] == [h["train_loss"] for h in summary["history"]]
   assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

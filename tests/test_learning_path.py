@@ -12,7 +12,7 @@ import pytest
 
 from configs import (binary_mlp, fashion_mnist_cnn, linreg, mnist_transformer, sst2_gru,
                      sst2_lstm)
-from jaxlearn import checkpoint, data, train
+from jaxlearn import build, checkpoint, data, train
 from tests.conftest import real_data_dir
 
 
@@ -36,8 +36,8 @@ def test_linear_regression_recovers_the_true_weights(tmp_path):
   assert summary["test_r2"] > 0.999
   # The fitted weights in the best checkpoint.
   splits = data.make_splits(data.load_raw(config.data, config.seed), config.data, config.seed)
-  task, splits = train.prepare_task(config, splits)
-  state = train.create_state(config, 1, train.data_dims(splits, task))
+  task, splits = build.prepare_task(config, splits)
+  state = build.create_state(config, 1, build.data_dims(splits, task))
   best, _ = checkpoint.Checkpoints(str(tmp_path)).restore_best(state)
   kernel = np.asarray(jax.device_get(best.params["linear"]["kernel"])).ravel()
   bias = float(np.asarray(jax.device_get(best.params["linear"]["bias"]))[0])

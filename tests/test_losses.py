@@ -107,3 +107,65 @@ def test_weighted_mean_uses_weights_and_masks():
   assert float(losses.weighted_mean(values)) == pytest.approx(26.5)
   assert float(losses.weighted_mean(values, np.array([1, 1, 1, 0]))) == pytest.approx(2.0)
   assert float(losses.weighted_mean(values, np.array([3., 1., 0., 0.]))) == pytest.approx(1.25)
+
+
+# config.loss.name -> (config.loss settings to set, outputs, targets, the loss called directly).
+_SEG_LOGITS = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
+_SEG_LABELS = RNG.integers(0, 3, (2, 4, 4))
+_TEACHER = RNG.normal(size=(6, 5)).astype(np.float32)
+BY_NAME = {
+    "cross_entropy": ({"label_smoothing": 0.2}, LOGITS, LABELS,
+                      lambda o, t: losses.cross_entropy(o, t, label_smoothing=0.2)),
+    "focal": ({"gamma": 3.0, "alpha": 0.5}, LOGITS, LABELS,
+              lambda o, t: losses.focal(o, t, gamma=3.0, alpha=0.5)),
+    "multiclass_hinge": ({}, LOGITS, LABELS, losses.multiclass_hinge),
+    "binary_cross_entropy": ({"label_smoothing": 0.2}, BINARY_LOGITS, BINARY_LABELS,
+                             lambda o, t: losses.binary_cross_entropy(o, t, label_smoothing=0.2)),
+    "binary_focal": ({"gamma": 1.0, "alpha": 0.25}, BINARY_LOGITS, BINARY_LABELS,
+                     lambda o, t: losses.binary_focal(o, t, gamma=1.0, alpha=0.25)),
+    "hinge": ({}, BINARY_LOGITS, BINARY_LABELS, losses.hinge),
+    "mse": ({}, PREDICTIONS, TARGETS, losses.mse),
+    "mae": ({}, PREDICTIONS, TARGETS, losses.mae),
+    "huber": ({"delta": 0.3}, PREDICTIONS, TARGETS, lambda o, t: losses.huber(o, t, delta=0.3)),
+    "dice": ({"smooth": 0.5}, _SEG_LOGITS, _SEG_LABELS,
+             lambda o, t: losses.dice(o, t, smooth=0.5)),
+    "distillation_kl": ({"temperature": 3.0}, LOGITS, _TEACHER,
+                        lambda o, t: losses.distillation_kl(o, t, temperature=3.0)),
+}
+
+
+def test_every_loss_is_reachable_by_name_with_its_settings():
+  from jaxlearn import tasks  # pylint: disable=import-outside-toplevel
+  from jaxlearn.config import default_config  # pylint: disable=import-outside-toplevel
+  assert sorted(BY_NAME) == sorted(losses.LOSSES)
+  for name, (settings, outputs, targets, direct) in BY_NAME.items():
+    config = default_config()
+    config.loss.name = name
+    config.loss.update(settings)
+    built = tasks.make_task(config, 5).loss(outputs, targets)
+    np.testing.assert_allclose(built, direct(outputs, targets), rtol=1e-6, err_msg=name)
+    # The settings reach the loss: the defaults give another value.
+    if settings:
+      defaults = tasks.make_task(_with_loss(name), 5).loss(outputs, targets)
+      assert not np.allclose(built, defaults), name
+
+
+def _with_loss(name):
+  from jaxlearn.config import default_config  # pylint: disable=import-outside-toplevel
+  config = default_config()
+  config.loss.name = name
+  return config
+
+
+def test_every_loss_gives_one_value_per_example_for_image_shaped_outputs():
+  logits = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
+  labels = RNG.integers(0, 3, (2, 4, 4))
+  for loss in (losses.cross_entropy, losses.focal, losses.multiclass_hinge, losses.dice):
+    assert loss(logits, labels).shape == (2,), loss.__name__
+  teacher = RNG.normal(size=(2, 4, 4, 3)).astype(np.float32)
+  per_pixel = losses.distillation_kl(logits, teacher)
+  assert per_pixel.shape == (2,)
+  # The mean over each example's pixels of the per-pixel KL.
+  p_teacher = np.exp(_log_softmax(teacher))
+  kl = (p_teacher * (np.log(p_teacher) - _log_softmax(logits))).sum(axis=-1)
+  np.testing.assert_allclose(per_pixel, kl.reshape(2, -1).mean(axis=1), rtol=1e-4)

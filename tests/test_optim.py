@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import optim
+from jaxlearn import optim, plateau
 from jaxlearn.config import default_config
 from jaxlearn.errors import ConfigError
 
@@ -114,7 +114,7 @@ def _plateau_scales(values, mode="min", **fields):
   config.update({"factor": 0.5, "patience": 1, "cooldown": 1, "threshold": 0.1, **fields})
   record, scales = {}, []
   for value in values:
-    record = optim.plateau_update(record, value, config, mode, BASE_LR)
+    record = plateau.update(record, value, config, mode, BASE_LR)
     scales.append(record["lr_scale"])
   return scales
 
@@ -154,7 +154,7 @@ def test_set_lr_scale_changes_the_applied_rate_without_recompiling():
   update = jax.jit(lambda s: tx.update({"w": jnp.ones(3)}, s, params))
   updates, opt_state = update(opt_state)
   np.testing.assert_allclose(updates["w"], -0.1)
-  updates, opt_state = update(optim.set_lr_scale(opt_state, 0.25))
+  updates, opt_state = update(plateau.set_lr_scale(opt_state, 0.25))
   np.testing.assert_allclose(updates["w"], -0.025)
   assert float(optim.learning_rate(opt_state)) == pytest.approx(0.025)
   assert update._cache_size() == 1  # pylint: disable=protected-access
@@ -185,24 +185,91 @@ def test_l2_weight_decay_adds_to_the_gradient_of_kernels_only():
   np.testing.assert_allclose(updates["bias"], 0.0)
 
 
-def test_every_optimizer_matches_optax_own():
-  grads = {"kernel": jnp.array([[0.3, -1.0], [2.0, 0.1]]), "bias": jnp.array([0.5, -0.2])}
-  references = {
-      "sgd": optax.sgd(BASE_LR, momentum=0.9),
-      "adam": optax.adam(BASE_LR),
-      "adamw": optax.adamw(BASE_LR, weight_decay=0.0),
-      "rmsprop": optax.rmsprop(BASE_LR, eps=1e-8, momentum=0.9),
-      "adagrad": optax.adagrad(BASE_LR, eps=1e-8),
-      "lion": optax.lion(BASE_LR, weight_decay=0.0),
-  }
-  for name, reference in references.items():
-    tx = _optimizer(name)
-    ours, ref = tx.init(PARAMS), reference.init(PARAMS)
-    for _ in range(3):
-      mine, ours = tx.update(grads, ours, PARAMS)
-      theirs, ref = reference.update(grads, ref, PARAMS)
-    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
-      np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+# (jaxlearn config fields, the torch.optim optimizer with the same settings): unset fields
+# must take the PyTorch defaults.
+TORCH_OPTIMIZERS = [
+    ({"name": "sgd"}, lambda o, p: o.SGD(p, lr=BASE_LR)),
+    ({"name": "sgd", "momentum": 0.9}, lambda o, p: o.SGD(p, lr=BASE_LR, momentum=0.9)),
+    ({"name": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+     lambda o, p: o.SGD(p, lr=BASE_LR, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    ({"name": "adam"}, lambda o, p: o.Adam(p, lr=BASE_LR)),
+    ({"name": "adam", "b1": 0.8, "b2": 0.99, "eps": 1e-6, "weight_decay": 0.01},
+     lambda o, p: o.Adam(p, lr=BASE_LR, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01)),
+    ({"name": "adamw"}, lambda o, p: o.AdamW(p, lr=BASE_LR)),
+    ({"name": "adamw", "weight_decay": 0.1}, lambda o, p: o.AdamW(p, lr=BASE_LR, weight_decay=0.1)),
+    ({"name": "rmsprop"}, lambda o, p: o.RMSprop(p, lr=BASE_LR)),
+    ({"name": "rmsprop", "alpha": 0.9, "momentum": 0.9, "eps": 1e-6, "weight_decay": 0.01},
+     lambda o, p: o.RMSprop(p, lr=BASE_LR, alpha=0.9, momentum=0.9, eps=1e-6, weight_decay=0.01)),
+    ({"name": "adagrad"}, lambda o, p: o.Adagrad(p, lr=BASE_LR)),
+    ({"name": "adagrad", "eps": 1e-6, "weight_decay": 0.01},
+     lambda o, p: o.Adagrad(p, lr=BASE_LR, eps=1e-6, weight_decay=0.01)),
+]
+_A = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32)
+_B = np.random.default_rng(1).normal(size=(6, 4)).astype(np.float32)
+
+
+def _quadratic_grad(w):
+  """The gradient of 0.5 * ||A w - B||^2 at w (numpy or torch): trajectories feed back."""
+  return _A.T @ (_A @ w - _B) if isinstance(w, np.ndarray) else None
+
+
+@pytest.mark.parametrize("fields,make_torch", TORCH_OPTIMIZERS,
+                         ids=[f"{f['name']}-{i}" for i, (f, _) in enumerate(TORCH_OPTIMIZERS)])
+def test_every_optimizer_follows_its_torch_namesakes_trajectory(fields, make_torch):
+  torch = pytest.importorskip("torch")
+  w0 = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+  tx = _optimizer(**fields)
+  params = {"kernel": jnp.asarray(w0)}  # A matrix: decayed by both sides.
+  opt_state = tx.init(params)
+  update = jax.jit(lambda g, s, p: tx.update(g, s, p))
+  weight = torch.nn.Parameter(torch.tensor(w0))
+  torch_optimizer = make_torch(torch.optim, [weight])
+  a, b = torch.tensor(_A), torch.tensor(_B)
+  for step in range(20):
+    grads = {"kernel": jnp.asarray(_quadratic_grad(np.asarray(params["kernel"])))}
+    updates, opt_state = update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    torch_optimizer.zero_grad()
+    (0.5 * ((a @ weight - b) ** 2).sum()).backward()
+    torch_optimizer.step()
+    # Rounding only: 1e-5 is a ten-thousandth of a step of lr 0.1.
+    np.testing.assert_allclose(params["kernel"], weight.detach().numpy(), rtol=2e-5, atol=1e-5,
+                               err_msg=f"step {step}")
+
+
+def test_lion_follows_the_papers_update_with_its_defaults():
+  """Lion (Chen et al. 2023; not in torch.optim): betas (0.9, 0.99), decoupled decay."""
+  w = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float64)
+  tx = _optimizer("lion", weight_decay=0.1)
+  params = {"kernel": jnp.asarray(w, jnp.float32)}
+  opt_state, m = tx.init(params), np.zeros_like(w)
+  for _ in range(20):
+    g = _quadratic_grad(w)
+    w = w - BASE_LR * (np.sign(0.9 * m + 0.1 * g) + 0.1 * w)
+    m = 0.99 * m + 0.01 * g
+    grads = {"kernel": jnp.asarray(_quadratic_grad(np.asarray(params["kernel"], np.float64)),
+                                   jnp.float32)}
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+  np.testing.assert_allclose(params["kernel"], w, rtol=1e-4, atol=1e-5)
+
+
+def test_clipping_by_global_norm_follows_torch_clip_grad_norm():
+  torch = pytest.importorskip("torch")
+  w0 = np.random.default_rng(2).normal(size=(3, 4)).astype(np.float32)
+  tx = _optimizer("sgd", momentum=0.9, clip_norm=0.5)
+  params, weight = {"kernel": jnp.asarray(w0)}, torch.nn.Parameter(torch.tensor(w0))
+  opt_state, torch_optimizer = tx.init(params), torch.optim.SGD([weight], lr=BASE_LR, momentum=0.9)
+  a, b = torch.tensor(_A), torch.tensor(_B)
+  for _ in range(20):
+    grads = {"kernel": jnp.asarray(_quadratic_grad(np.asarray(params["kernel"])))}
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    torch_optimizer.zero_grad()
+    (0.5 * ((a @ weight - b) ** 2).sum()).backward()
+    torch.nn.utils.clip_grad_norm_([weight], 0.5)
+    torch_optimizer.step()
+  np.testing.assert_allclose(params["kernel"], weight.detach().numpy(), rtol=1e-4, atol=1e-5)
 
 
 def test_gradient_clipping_by_global_norm_and_by_value():

@@ -13,10 +13,11 @@ def test_readme_research_example_runs():
   code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
   namespace = {}
   exec(compile(code, "README.md", "exec"), namespace)  # pylint: disable=exec-used
-  assert int(namespace["state"].step) == 1
+  assert int(namespace["state"].step) == 2  # The plain step, then the distillation step.
   assert set(namespace["metrics"].compute()) == {"loss", "accuracy", "learning_rate",
                                                  "grad_norm", "param_norm", "nonfinite"}
   assert float(namespace["metrics"].compute()["learning_rate"]) == pytest.approx(1e-3)
+  assert float(namespace["distill_metrics"].compute()["loss"]) > 0
 
 
 def test_readme_speed_example_runs_four_steps_in_one_call():
@@ -25,7 +26,7 @@ def test_readme_speed_example_runs_four_steps_in_one_call():
   first, speed = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
   namespace = {}
   exec(compile(first + speed, "README.md", "exec"), namespace)  # pylint: disable=exec-used
-  assert int(namespace["state"].step) == 5  # One step, then a chunk of four.
+  assert int(namespace["state"].step) == 6  # Two steps, then a chunk of four.
   losses = namespace["per_step"]["loss"]
   assert losses.shape == (4,) and float(losses[3]) < float(losses[0])  # The same batch, fitted.
   assert not namespace["per_step"]["nonfinite"].any()

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import create_train_state, init, optim, train, train_step
+from jaxlearn import build, create_train_state, init, optim, train, train_step
 from jaxlearn.config import default_config
 from jaxlearn.models import MLP
 
@@ -205,14 +205,14 @@ def test_transfer_copies_matching_parameters_and_keeps_a_new_head(small_config, 
   small_config.num_epochs = 1
   source = str(tmp_path / "source")
   train.train_and_evaluate(small_config, source)
-  trained = train.create_state(small_config, 9)
+  trained = build.create_state(small_config, 9)
   from jaxlearn import checkpoint  # pylint: disable=import-outside-toplevel
   trained, _ = checkpoint.Checkpoints(source).restore_best(trained)
 
   target = ml_collections.ConfigDict(small_config.to_dict())
   target.model.num_classes = 12
   target.init.from_checkpoint = source
-  fresh = train.start_from_checkpoint(train.create_state(target, 9), source)
+  fresh = build.start_from_checkpoint(build.create_state(target, 9), source)
   np.testing.assert_array_equal(fresh.params["conv1"]["kernel"], trained.params["conv1"]["kernel"])
   np.testing.assert_array_equal(fresh.params["fc1"]["kernel"], trained.params["fc1"]["kernel"])
   assert fresh.params["fc2"]["kernel"].shape == (84, 12)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxlearn import checkpoint, data, interrupts, parallel, train
+from jaxlearn import build, checkpoint, compiled, data, interrupts, parallel, train
+from jaxlearn import epoch as epoch_lib
 from jaxlearn.data import pipeline, sources
 from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
 
@@ -69,11 +70,11 @@ def test_best_checkpoint_holds_the_best_validation_epoch(small_config, tmp_path)
   # Evaluating the restored best checkpoint reproduces its validation accuracy.
   mesh = parallel.make_mesh()
   splits = pipeline.make_splits(data.load_raw(small_config.data), small_config.data, 0)
-  state = train.create_state(small_config, 9)
+  state = build.create_state(small_config, 9)
   restored, progress = checkpoint.Checkpoints(workdir).restore_best(state)
   assert progress["best_epoch"] == best["epoch"]
-  _, eval_batch = train.compile_steps(mesh)
-  val = train.evaluate(eval_batch, jax.device_put(restored, parallel.replicated(mesh)),
+  _, eval_batch = compiled.compile_steps(mesh)
+  val = epoch_lib.evaluate(eval_batch, jax.device_put(restored, parallel.replicated(mesh)),
                        pipeline.make_eval_batches(splits.val, 80, mesh))
   assert val["accuracy"] == pytest.approx(best["val_accuracy"], abs=1e-6)
 
@@ -173,16 +174,15 @@ def test_an_epoch_after_the_first_compiles_nothing(small_config, static_count):
 
   mesh = parallel.make_mesh()
   splits = pipeline.make_splits(data.load_raw(small_config.data), small_config.data, 0)
-  state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
-  train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
+  state = jax.device_put(build.create_state(small_config, 9), parallel.replicated(mesh))
+  train_chunk, _ = compiled.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
                                        static_count=static_count)
   batcher = pipeline.make_epoch_batcher(64, mesh)
   arrays = pipeline.to_device(splits.train, mesh)
 
   def epoch(state, number, first_step):
     batches = batcher(arrays, 0, number)
-    return train.train_epoch(state, train_chunk, batches, first_step, 9, small_config, number,
-                             _NullReporter(), interrupts.StopRequest())[0]
+    return _runner(small_config, train_chunk).train(state, batches, number, first_step)[0]
 
   jax.monitoring.register_event_duration_secs_listener(count_compiles)
   try:
@@ -203,12 +203,11 @@ def test_chunks_of_known_length_train_exactly_as_one_program_for_all_lengths(sma
   batches = pipeline.make_epoch_batcher(64, mesh)(pipeline.to_device(splits.train, mesh), 0, 0)
   results = {}
   for static_count in (False, True):
-    state = jax.device_put(train.create_state(small_config, 9), parallel.replicated(mesh))
-    train_chunk, _ = train.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
+    state = jax.device_put(build.create_state(small_config, 9), parallel.replicated(mesh))
+    train_chunk, _ = compiled.compile_steps(mesh, steps_per_call=small_config.steps_per_call,
                                          static_count=static_count)
     # Chunks of 4, 4 and 1 steps: two lengths, so two programs in the static form.
-    state, metrics = train.train_epoch(state, train_chunk, batches, 0, 9, small_config, 0,
-                                       _NullReporter(), interrupts.StopRequest())
+    state, metrics = _runner(small_config, train_chunk).train(state, batches, 0)
     results[static_count] = (jax.device_get(state.params), metrics)
     assert train_chunk._cache_size() == (2 if static_count else 1)  # pylint: disable=protected-access
   assert int(state.step) == 9
@@ -217,28 +216,27 @@ def test_chunks_of_known_length_train_exactly_as_one_program_for_all_lengths(sma
   assert results[False][1]["loss"] == pytest.approx(results[True][1]["loss"], rel=1e-6)
 
 
-class _NullReporter:
-  def write(self, *args, **kwargs):
-    pass
+def _runner(config, train_chunk):
+  return epoch_lib.EpochRunner.from_config(config, train_chunk, steps_per_epoch=9)
 
 
 def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tmp_path,
                                                                  monkeypatch):
   """Ctrl-C during an epoch's last step (or its validation) must not leave a half-done epoch."""
-  real_train_epoch = train.train_epoch
+  real_train_epoch = epoch_lib.EpochRunner.train
 
-  def epoch_then_ctrl_c(*args):
-    result = real_train_epoch(*args)
-    args[-1].requested = True  # The signal arrives once the epoch's last step has run.
+  def epoch_then_ctrl_c(runner, *args):
+    result = real_train_epoch(runner, *args)
+    runner.stop.requested = True  # The signal arrives once the epoch's last step has run.
     return result
 
   workdir = str(tmp_path / "run")
-  monkeypatch.setattr(train, "train_epoch", epoch_then_ctrl_c)
+  monkeypatch.setattr(epoch_lib.EpochRunner, "train", epoch_then_ctrl_c)
   with pytest.raises(train.TrainingInterrupted, match="Stopped at step 9"):
     train.train_and_evaluate(small_config, workdir)
   assert _steps(workdir, "latest") == [9] and _steps(workdir, "best") == [9]
 
-  monkeypatch.setattr(train, "train_epoch", real_train_epoch)
+  monkeypatch.setattr(epoch_lib.EpochRunner, "train", real_train_epoch)
   summary = train.train_and_evaluate(small_config, workdir)
   assert [h["epoch"] for h in summary["history"]] == [1, 2]
 
@@ -246,6 +244,6 @@ def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tm
 def test_zero_steps_per_call_is_refused_before_anything_is_written(small_config, tmp_path):
   small_config.steps_per_call = 0
   workdir = tmp_path / "run"
-  with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0; use 1 or more\.$"):
+  with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0 is below 1; use 1 or more\.$"):
     train.train_and_evaluate(small_config, str(workdir))
   assert not workdir.exists()

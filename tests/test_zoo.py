@@ -174,14 +174,63 @@ def test_embedding_bag_is_the_mean_of_real_token_embeddings():
   np.testing.assert_allclose(model(ids), model.head(mean), atol=1e-6)
 
 
-def test_fast_max_pool_matches_nnx_values_and_gradients():
-  from jaxlearn.models.pooling import max_pool
-  x = jax.random.normal(jax.random.key(0), (2, 8, 6, 3))
-  reference = lambda v: nnx.max_pool(v, (2, 2), strides=(2, 2))
-  np.testing.assert_array_equal(max_pool(x, (2, 2)), reference(x))
-  weights = jnp.arange(1.0, 73.0).reshape(2, 4, 3, 3)
-  grad = lambda f: jax.grad(lambda v: (f(v) * weights).sum())(x)
-  np.testing.assert_array_equal(grad(lambda v: max_pool(v, (2, 2))), grad(reference))
-  # Overlapping windows fall back to nnx.max_pool.
-  np.testing.assert_array_equal(max_pool(x, (3, 3), (2, 2), "SAME"),
-                                nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME"))
+# Every zoo model with small sizes and an input it takes: (kwargs, input shape, integer ids?).
+FORWARD_MODE_CASES = {
+    "linear_regression": ({"in_features": 3}, (4, 3), False),
+    "simple_classifier": ({}, (4, 2), False),
+    "mlp": ({"in_features": 12, "hidden": (8,), "batch_norm": True}, (4, 12), False),
+    "simple_cnn": ({"channels": (4,), "hidden": 8}, (2, 28, 28, 1), False),
+    "lenet5": ({}, (2, 28, 28, 1), False),
+    "resnet": ({"blocks": (1, 1), "widths": (4, 8), "small_images": False}, (2, 32, 32, 3),
+               False),
+    "resnet18": ({}, (1, 16, 16, 3), False),
+    "resnet20": ({}, (2, 16, 16, 3), False),
+    "resnet56": ({}, (1, 8, 8, 3), False),
+    "digit_transformer": ({"dim": 16, "depth": 1, "heads": 2, "mlp_dim": 16}, (2, 28, 28, 1),
+                          False),
+    "rnn": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8}, (2, 6), True),
+    "gru": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8, "bidirectional": True}, (2, 6), True),
+    "lstm": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8}, (2, 6), True),
+    "embedding_bag": ({"vocab_size": 30, "embed_dim": 8, "hidden": (8,)}, (2, 6), True),
+}
+# The deep ResNets share every layer with resnet20 and resnet; a Hessian-vector product
+# through them adds only compile time.
+NO_HVP = {"resnet18", "resnet20", "resnet56"}
+
+
+def test_every_zoo_model_has_a_case():
+  from jaxlearn.models import MODELS  # pylint: disable=import-outside-toplevel
+  assert sorted(FORWARD_MODE_CASES) == sorted(MODELS)
+
+
+@pytest.mark.parametrize("name", sorted(FORWARD_MODE_CASES))
+def test_forward_mode_derivatives_work_for_every_zoo_model(name):
+  """jax.jvp and a Hessian-vector product in parameters: no custom_vjp anywhere in the zoo."""
+  from jaxlearn.models import MODELS  # pylint: disable=import-outside-toplevel
+  kwargs, shape, ids = FORWARD_MODE_CASES[name]
+  model = MODELS[name](**kwargs, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  rng = np.random.default_rng(0)
+  x = (jnp.asarray(rng.integers(1, 30, shape)) if ids
+       else jnp.asarray(rng.normal(size=shape), jnp.float32))
+
+  def loss(params):
+    return jnp.sum(jnp.tanh(nnx.merge(graphdef, params, rest)(x, train=False)))
+
+  tangent = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=p.shape), p.dtype), params)
+  value, derivative = jax.jit(lambda p, t: jax.jvp(loss, (p,), (t,)))(params, tangent)
+  # The forward-mode directional derivative is the gradient's projection on the tangent.
+  grads = jax.jit(jax.grad(loss))(params)
+  projection = sum(jnp.vdot(g, t) for g, t in zip(jax.tree.leaves(grads), jax.tree.leaves(tangent)))
+  np.testing.assert_allclose(derivative, projection, rtol=2e-3, atol=1e-4)
+  assert np.isfinite(value)
+  if name in NO_HVP:
+    return
+  # Hessian-vector product, forward over reverse, against reverse over reverse.
+  hvp = jax.jit(lambda p, t: jax.jvp(jax.grad(loss), (p,), (t,))[1])(params, tangent)
+  directional = lambda p: sum(jnp.vdot(g, t) for g, t in zip(jax.tree.leaves(jax.grad(loss)(p)),
+                                                             jax.tree.leaves(tangent)))
+  reverse = jax.jit(jax.grad(directional))(params)
+  flat = lambda tree: jnp.concatenate([a.ravel() for a in jax.tree.leaves(tree)])
+  error = float(jnp.linalg.norm(flat(hvp) - flat(reverse)))
+  assert error <= 1e-3 * float(jnp.linalg.norm(flat(reverse))) + 1e-5, error

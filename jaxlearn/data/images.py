@@ -106,8 +106,8 @@ def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:
   """uint8 pixels -> float32 with the given per-channel mean/std (on [0, 1] scale).
 
   Looked up in a 256-entry table per channel: the same float32 values as
-  `(pixels / 255 - mean) / std`, in one pass instead of four (MNIST's 70,000
-  images: 0.1 s instead of 0.9 s on a 2-core CPU).
+  `(pixels / 255 - mean) / std`, in one pass instead of four (experiments/README.md
+  has the timings).
   """
   mean = np.asarray(mean, np.float32)
   std = np.asarray(std, np.float32)

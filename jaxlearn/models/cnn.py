@@ -5,8 +5,6 @@ from collections.abc import Sequence
 from flax import nnx
 import jax
 
-from jaxlearn.models.conv import Conv
-from jaxlearn.models.pooling import max_pool
 
 
 class SimpleCNN(nnx.Module):
@@ -20,7 +18,7 @@ class SimpleCNN(nnx.Module):
                image_size: Sequence[int] = (28, 28), channels: Sequence[int] = (32,),
                hidden: int = 0, dropout: float = 0.0, *, rngs: nnx.Rngs):
     sizes = [in_channels, *channels]
-    self.convs = nnx.List([Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
+    self.convs = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
                            for a, b in zip(sizes, sizes[1:])])
     height, width = image_size
     for _ in channels:
@@ -32,7 +30,7 @@ class SimpleCNN(nnx.Module):
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
     for conv in self.convs:
-      x = max_pool(nnx.relu(conv(x)), (2, 2))
+      x = nnx.max_pool(nnx.relu(conv(x)), (2, 2), strides=(2, 2))
     x = x.reshape(x.shape[0], -1)
     if self.hidden is not None:
       x = nnx.relu(self.hidden(self.dropout(x, deterministic=not train, rngs=rngs)))

@@ -3,7 +3,6 @@
 from flax import nnx
 import jax
 
-from jaxlearn.models.conv import Conv
 
 
 class LeNet5(nnx.Module):
@@ -13,9 +12,9 @@ class LeNet5(nnx.Module):
   """
 
   def __init__(self, num_classes: int = 10, in_channels: int = 1, *, rngs: nnx.Rngs):
-    self.conv1 = Conv(in_channels, 6, (5, 5), padding=2, rngs=rngs)
-    self.conv2 = Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
-    self.conv3 = Conv(16, 120, (5, 5), padding="VALID", rngs=rngs)
+    self.conv1 = nnx.Conv(in_channels, 6, (5, 5), padding=2, rngs=rngs)
+    self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
+    self.conv3 = nnx.Conv(16, 120, (5, 5), padding="VALID", rngs=rngs)
     self.fc1 = nnx.Linear(120, 84, rngs=rngs)
     self.fc2 = nnx.Linear(84, num_classes, rngs=rngs)
 

@@ -11,8 +11,6 @@ from flax import nnx
 import jax
 
 from jaxlearn.errors import ConfigError
-from jaxlearn.models.conv import Conv
-from jaxlearn.models.pooling import max_pool
 
 
 def _batch_norm(features: int, rngs: nnx.Rngs) -> nnx.BatchNorm:
@@ -23,13 +21,13 @@ class BasicBlock(nnx.Module):
   """conv3x3 -> BN -> ReLU -> conv3x3 -> BN, plus the (projected) input, -> ReLU."""
 
   def __init__(self, in_channels: int, out_channels: int, stride: int = 1, *, rngs: nnx.Rngs):
-    self.conv1 = Conv(in_channels, out_channels, (3, 3), strides=stride, padding=1,
+    self.conv1 = nnx.Conv(in_channels, out_channels, (3, 3), strides=stride, padding=1,
                       use_bias=False, rngs=rngs)
     self.bn1 = _batch_norm(out_channels, rngs)
-    self.conv2 = Conv(out_channels, out_channels, (3, 3), padding=1, use_bias=False, rngs=rngs)
+    self.conv2 = nnx.Conv(out_channels, out_channels, (3, 3), padding=1, use_bias=False, rngs=rngs)
     self.bn2 = _batch_norm(out_channels, rngs)
     if stride != 1 or in_channels != out_channels:
-      self.projection = Conv(in_channels, out_channels, (1, 1), strides=stride, use_bias=False,
+      self.projection = nnx.Conv(in_channels, out_channels, (1, 1), strides=stride, use_bias=False,
                              rngs=rngs)
       self.projection_bn = _batch_norm(out_channels, rngs)
     else:
@@ -59,7 +57,7 @@ class ResNet(nnx.Module):
                        "one entry per stage.")
     self.small_images = small_images
     kernel, stride = ((3, 3), 1) if small_images else ((7, 7), 2)
-    self.stem = Conv(in_channels, widths[0], kernel, strides=stride, padding="SAME",
+    self.stem = nnx.Conv(in_channels, widths[0], kernel, strides=stride, padding="SAME",
                      use_bias=False, rngs=rngs)
     self.stem_bn = _batch_norm(widths[0], rngs)
     layers, channels = [], widths[0]
@@ -74,7 +72,7 @@ class ResNet(nnx.Module):
     del rngs  # No dropout.
     x = nnx.relu(self.stem_bn(self.stem(x), use_running_average=not train))
     if not self.small_images:
-      x = max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
+      x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
     for block in self.blocks:
       x = block(x, train=train)
     return self.head(x.mean(axis=(1, 2)))

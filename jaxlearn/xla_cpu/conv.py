@@ -1,13 +1,12 @@
-"""A 2-D convolution lowering that is fast on XLA's CPU backend; `lax` everywhere else.
+"""A 2-D convolution with gradients written out for XLA's CPU backend.
 
-XLA:CPU runs small NHWC convolutions far below the machine's speed: LeNet-5's
-first layer (1 -> 6 channels) takes ~5.5 ms forward at batch 128 on a 2-core
-CPU, and the input gradient of every layer goes through a slow generic
-transposed convolution. Measured per piece (see experiments/README.md), the
+XLA:CPU runs small NHWC convolutions far below the machine's speed (LeNet-5's
+first layer, 1 -> 6 channels, most of all), and the input gradient of every
+layer goes through a slow generic transposed convolution. Measured per piece (see experiments/README.md), the
 fastest correct pieces are:
 
 - forward: `lax` convolution, except for stride-1 inputs with very few channels,
-  where a sum of shifted, broadcast multiplies (one fused XLA loop) is ~10x faster;
+  where a sum of shifted, broadcast multiplies (one fused XLA loop) is far faster;
 - kernel gradient: a plain convolution with the batch as the contracted axis,
   written out so that it keeps a layout XLA:CPU runs fast also inside a loop
   (the training loop runs chunks of steps as one `fori_loop`). With 16 or more
@@ -23,15 +22,15 @@ fastest correct pieces are:
   convolution of `dy` with the flipped kernel, for larger strides one such
   convolution per stride phase; `lax`'s transposed convolution otherwise.
 
-`conv_general_dilated` has `lax.conv_general_dilated`'s signature, so it plugs
-into `nnx.Conv(..., conv_general_dilated=conv_general_dilated)`: parameters,
-checkpoints and results are those of a plain `nnx.Conv`. Undilated, ungrouped
-2-D NHWC convolutions on the CPU take the custom path; others go to `lax`.
+`conv_general_dilated` has `lax.conv_general_dilated`'s signature and values;
+undilated, ungrouped 2-D NHWC convolutions take the custom path, others go to
+`lax`. The custom path is a `jax.custom_vjp`, so it has reverse-mode derivatives
+only: `xla_cpu.with_cpu_kernels` puts it into the training loop's compiled steps,
+never into the models themselves.
 """
 
 import functools
 
-from flax import nnx
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -46,9 +45,9 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
-  """`lax.conv_general_dilated`, with a faster lowering of the common cases on the CPU."""
+  """`lax.conv_general_dilated`, with gradients written out for the common cases."""
   strides = tuple(window_strides)
-  simple = (jax.default_backend() == "cpu" and lhs.ndim == 4
+  simple = (lhs.ndim == 4
             and _is_nhwc(dimension_numbers, lhs.ndim)
             and all(d in (None, 1) for d in (*(lhs_dilation or ()), *(rhs_dilation or ())))
             and feature_group_count == 1 and precision is None
@@ -142,7 +141,7 @@ def _kernel_gradient(x, dy, strides, pads, kernel_shape):
 
   Written as a plain NHWC convolution with the batch as the contracted feature
   axis, so XLA:CPU runs it as a canonical convolution everywhere (its own
-  autodiff emits a layout that runs ~10x slower inside loops such as `lax.scan`).
+  autodiff emits a layout that runs far slower inside loops such as `lax.scan`).
   """
   x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
   grad = lax.conv_general_dilated(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), (1, 1),
@@ -193,7 +192,7 @@ def _stride1_kernel_gradient_channels_minor(x, dy, pads, kernel_shape):
                                                (0, 0, 0)))
     dy_pads = ((0, 0), (0, 0))
   # Canonical NHWC/HWIO operands, transposed here (XLA's own layout choice for these
-  # dimension numbers runs ~30x slower inside a loop).
+  # dimension numbers runs far slower inside a loop).
   grad = lax.conv_general_dilated(dy.transpose(3, 1, 2, 0), x.transpose(1, 2, 0, 3), (1, 1),
                                   dy_pads, dimension_numbers=_NHWC)
   return grad[:, ::-1, ::-1, :].transpose(1, 2, 3, 0)
@@ -217,7 +216,7 @@ def _strided_input_gradient_by_phases(dy, w, strides, pads, x_shape):
 
   Row s*n + p of the padded input's gradient is sum over a of dy[n - a] * w[s*a + p]:
   a stride-1 convolution of `dy` with the flipped sub-kernel w[p::s] (XLA's own
-  transposed convolution dilates `dy` with zeros instead and runs ~8x slower).
+  transposed convolution dilates `dy` with zeros instead and runs several times slower).
   """
   kh, kw, cin, _ = w.shape
   (sh, sw), (oh, ow) = strides, dy.shape[1:3]
@@ -254,7 +253,3 @@ def _input_gradient(dy, w, pads, x_shape):
       dx = term if dx is None else dx + term
   (top, _), (left, _) = pads
   return dx[:, top:top + x_shape[1], left:left + x_shape[2], :]
-
-
-# nnx.Conv with this lowering: the zoo's convolution layer (same parameters and results).
-Conv = functools.partial(nnx.Conv, conv_general_dilated=conv_general_dilated)

@@ -1,0 +1,89 @@
+"""From a config and the data to a run's parts: the task sized to the data and the train state."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlearn import checkpoint, data, init, optim, tasks, xla_cpu
+from jaxlearn import state as state_lib
+from jaxlearn.errors import ConfigError
+from jaxlearn.models import create_model
+
+# config.precision -> the dtype the forward pass computes in (None: the parameters').
+COMPUTE_DTYPES = {"fp32": None, "bf16": jnp.bfloat16}
+
+
+def prepare_task(config, splits: data.Splits) -> tuple[tasks.Task, data.Splits]:
+  """The configured task, sized to the data, and the splits with targets it can use."""
+  tasks.check_task_name(config.task)
+  task = tasks.TASKS[config.task]
+  for split in splits[:3]:
+    tasks.check_targets(task, split["targets"])
+  task = tasks.make_task(config, num_outputs(task, splits))
+  if config.monitor not in tasks.metric_names(task):
+    raise ConfigError(f"config.monitor={config.monitor!r} is not a metric of the "
+                      f"{task.name!r} task; choose one of {tasks.metric_names(task)} (with "
+                      "config.monitor_mode 'min' for losses and errors).")
+  cast = lambda split: {**split, "targets": split["targets"].astype(task.target_dtype)}
+  return task, splits._replace(train=cast(splits.train), val=cast(splits.val),
+                               test=cast(splits.test))
+
+
+def num_outputs(task: tasks.Task, splits: data.Splits) -> int:
+  """The model's output size: classes (over every split) or the target width."""
+  return max(task.num_outputs(s["targets"]) for s in splits[:3])
+
+
+def data_dims(splits: data.Splits, task: tasks.Task) -> dict:
+  """Model arguments the data decides: input sizes, vocabulary, and the output size."""
+  outputs = num_outputs(task, splits)
+  return {**data.input_dims(splits), "num_classes": outputs, "out_features": outputs}
+
+
+def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: str) -> None:
+  """Runs the model abstractly on one example so a shape mismatch is named before training."""
+  example = jax.tree.map(lambda a: a[:1], splits.train)
+  try:
+    outputs = jax.eval_shape(lambda s, x: s.apply_model(s.params, x, train=False)[0],
+                             state, example["inputs"])
+    jax.eval_shape(task.loss, outputs, example["targets"])
+  except Exception as e:  # Any error here means these inputs do not fit this model.
+    raise ConfigError(
+        f"Model {model_name!r} cannot take this data: inputs shaped "
+        f"{example['inputs'].shape[1:]} ({example['inputs'].dtype}) per example and targets "
+        f"shaped {example['targets'].shape[1:]} ({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0][:300]}). Pick a model made for this input shape "
+        "(config.model.name), or set its size arguments in config.model.") from e
+
+
+def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> state_lib.TrainState:
+  """The model, optimizer and schedule of `config`, initialised from its seed.
+
+  `steps_per_epoch` counts batches; with gradient accumulation the schedule
+  counts optimizer updates, `accumulate_steps` batches each. `dims` are the
+  sizes the data decides (see `data_dims`). Built by one compiled program: run
+  eagerly, every initialiser of every layer shape would compile on its own.
+  """
+  updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
+  schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
+                                 updates_per_epoch, updates_per_epoch * config.num_epochs)
+  tx = optim.make_optimizer(config.optimizer, schedule)
+  options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
+
+  def build():
+    model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    model = create_model(config.model, nnx.Rngs(params=model_key), dims)
+    init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
+    return state_lib.create_train_state(model, tx, step_key, **options)
+
+  platform = jax.devices()[0].platform
+  compiler_options = xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}
+  return jax.jit(build, compiler_options=compiler_options)()
+
+
+def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
+  """`state` afresh, with the parameters that match `source`'s best checkpoint copied in."""
+  params, _, _ = checkpoint.load_matching_params(source, state.params)
+  model = nnx.merge(state.graphdef, params, state.model_state)
+  return state_lib.create_train_state(model, state.tx, state.rng, ema_decay=state.ema_decay,
+                                      compute_dtype=state.compute_dtype)
