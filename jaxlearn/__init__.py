@@ -2,19 +2,36 @@
 
 The research surface: build a `TrainState`, compile `train_step` / `eval_step`
 yourself, or run the whole loop with `train_and_evaluate(config, workdir)`.
+Names are imported on first use, so `python -m jaxlearn.main` starts (and
+answers Ctrl-C / SIGTERM) before JAX is loaded.
 """
 
-from jaxlearn.state import TrainState, create_train_state
-from jaxlearn.step import eval_step, train_step, train_steps
-from jaxlearn.tasks import BINARY, CLASSIFICATION, REGRESSION, TASKS, Task, make_task
+import importlib
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "TrainState": "jaxlearn.state",
+    "create_train_state": "jaxlearn.state",
+    "train_step": "jaxlearn.step",
+    "train_steps": "jaxlearn.step",
+    "eval_step": "jaxlearn.step",
+    "Task": "jaxlearn.tasks",
+    "TASKS": "jaxlearn.tasks",
+    "CLASSIFICATION": "jaxlearn.tasks",
+    "BINARY": "jaxlearn.tasks",
+    "REGRESSION": "jaxlearn.tasks",
+    "make_task": "jaxlearn.tasks",
+    "train_and_evaluate": "jaxlearn.train",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name):
-  # The loop pulls in data loading, Orbax and TensorBoard: imported on first use only.
-  if name == "train_and_evaluate":
-    from jaxlearn.train import train_and_evaluate  # pylint: disable=import-outside-toplevel
-    return train_and_evaluate
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
   raise AttributeError(f"module 'jaxlearn' has no attribute {name!r}")
 
-__all__ = ["TrainState", "create_train_state", "train_step", "train_steps", "eval_step", "Task",
-           "TASKS", "CLASSIFICATION", "BINARY", "REGRESSION", "make_task", "train_and_evaluate"]
+
+def __dir__():
+  return sorted(list(globals()) + list(_EXPORTS))

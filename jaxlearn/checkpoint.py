@@ -23,6 +23,10 @@ class Checkpoints:
     self._latest = _manager(os.path.join(self.directory, "latest"), max_to_keep=2)
     self._best = _manager(os.path.join(self.directory, "best"), max_to_keep=1)
 
+  def latest_step(self) -> int | None:
+    """The step of the newest `latest` checkpoint (None: none saved yet)."""
+    return self._latest.latest_step()
+
   def save_latest(self, state: TrainState, progress: dict) -> None:
     _save(self._latest, state, progress)
 

@@ -19,3 +19,7 @@ class CheckpointError(JaxlearnError):
 
 class NonFiniteLossError(JaxlearnError):
   """Training produced a NaN/Inf loss; the last good checkpoint is kept."""
+
+
+class WorkdirError(JaxlearnError):
+  """A workdir that holds another run, or that another process is using."""

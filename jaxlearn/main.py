@@ -2,20 +2,45 @@
 
 Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.05`;
 configs are locked, so a misspelled field is an error rather than ignored.
+Exit codes: 0 done, 2 bad input (one message that names the problem and the
+fix), 130 stopped by Ctrl-C or SIGTERM (at any moment, start-up included).
 """
 
+import os
+import signal
+import sys
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def _stop_now(signum, frame):
+  """Outside the training loop (start-up, testing) a stop ends the process at once.
+
+  At once, not by an exception: imports and libraries may swallow a
+  KeyboardInterrupt. Nothing is left half-written: the workdir's files are
+  written whole and renamed into place, and checkpoints are saved inside the
+  loop, whose own handlers save one before stopping.
+  """
+  del frame
+  os.write(2, f"\njaxlearn: stopped by {signal.Signals(signum).name}. Checkpoints already in "
+              "the workdir are kept; rerun the same command to resume.\n".encode())
+  os._exit(EXIT_INTERRUPTED)  # pylint: disable=protected-access
+
+
+if __name__ == "__main__":
+  for _signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(_signal, _stop_now)
+
+# pylint: disable=wrong-import-position
 import importlib.util
 import json
 import logging as std_logging
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
-
-from jaxlearn import train
-from jaxlearn.errors import JaxlearnError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and summary;"
                                " rerunning on the same one resumes training.")
@@ -23,29 +48,64 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config fil
                                           lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
-
 
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl flag parsing, with a clear message for an override of a key the config lacks."""
+  """absl flag parsing; any bad flag or config file ends in one message and exit 2."""
   try:
-    return flags.FLAGS(argv)
-  except (AttributeError, KeyError) as e:
-    message = _unknown_override_message(argv) or f"Bad --config override ({e})."
-    print(f"jaxlearn: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
+    rest = flags.FLAGS(argv)
+    problem = _config_file_problem(argv)  # The file is loaded lazily, at `.value`: check now.
+    if problem:
+      _exit_bad_input(problem)
+    _CONFIG.value  # pylint: disable=pointless-statement  # Applies the overrides now too.
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  # absl and config files raise many kinds.
+    message = _config_file_problem(argv) or _unknown_override_message(argv) or _flag_problem(e)
+    _exit_bad_input(message)
+
+
+def _config_file_problem(argv: list[str]) -> str | None:
+  """A --config file that is missing, or that fails to run or to give a get_config()."""
+  path = _config_path(argv)
+  if path is None:
+    return None
+  if not os.path.isfile(path):
+    return (f"The config file {path!r} (--config) does not exist; pass one of configs/*.py, "
+            "e.g. --config=configs/mnist_lenet.py.")
+  try:
+    _load_config(path)
+  except SyntaxError as e:
+    return (f"The config file {path} has a syntax error at line {e.lineno}: {e.msg}. Fix it, "
+            "or start from a file in configs/.")
+  except Exception as e:  # pylint: disable=broad-except  # Whatever the file's code raises.
+    return (f"The config file {path} failed to give a config ({type(e).__name__}: {e}); it must "
+            "define get_config() returning an ml_collections.ConfigDict (see configs/).")
+  return None
+
+
+def _flag_problem(error: Exception) -> str:
+  """absl's own message, cut to its first line (e.g. a value of the wrong type)."""
+  text = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+  return (f"{text}. Check the flag's spelling and value type (see the README's config keys; "
+          "booleans are True/False, tuples are written as '(1, 2)').")
+
+
+def _config_path(argv: list[str]) -> str | None:
+  return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+
+
+def _load_config(path: str):
+  spec = importlib.util.spec_from_file_location("_jaxlearn_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def _unknown_override_message(argv: list[str]) -> str | None:
   """Names the first `--config.a.b=v` whose key is not in the config file's get_config()."""
-  config_path = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+  config_path = _config_path(argv)
   if config_path is None:
     return None
-  spec = importlib.util.spec_from_file_location("_jaxlearn_config", config_path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = _load_config(config_path)
   for arg in argv:
     if not arg.startswith("--config."):
       continue
@@ -66,18 +126,33 @@ def _only_jaxlearn_info(record) -> bool:
   return record.levelno >= std_logging.WARNING or "jaxlearn" in record.pathname
 
 
+def _exit_bad_input(message: str):
+  print(f"\njaxlearn: error: {message}", file=sys.stderr)
+  sys.exit(EXIT_BAD_INPUT)
+
+
+def _exit_interrupted(when: str):
+  print(f"\njaxlearn: stopped by Ctrl-C or SIGTERM {when}.", file=sys.stderr)
+  sys.exit(EXIT_INTERRUPTED)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().python_handler.addFilter(_only_jaxlearn_info)
   try:
-    summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  except JaxlearnError as e:
-    print(f"\njaxlearn: error: {e}", file=sys.stderr)
-    sys.exit(EXIT_BAD_INPUT)
-  except train.TrainingInterrupted as e:
-    print(f"\njaxlearn: {e}", file=sys.stderr)
-    sys.exit(EXIT_INTERRUPTED)
+    from jaxlearn import train  # pylint: disable=import-outside-toplevel  # After the flags.
+    from jaxlearn.errors import JaxlearnError  # pylint: disable=import-outside-toplevel
+    try:
+      summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except JaxlearnError as e:
+      _exit_bad_input(str(e))
+    except train.TrainingInterrupted as e:
+      print(f"\njaxlearn: {e}", file=sys.stderr)
+      sys.exit(EXIT_INTERRUPTED)
+  except KeyboardInterrupt:  # A second Ctrl-C inside the training loop.
+    _exit_interrupted("(at once); checkpoints already in the workdir are kept, and rerunning "
+                      "the same command resumes from the latest")
   headline = {k: v for k, v in summary.items() if k not in ("history", "config")}
   print(json.dumps(headline, indent=2))
 

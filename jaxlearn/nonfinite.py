@@ -47,7 +47,6 @@ class Watch:
         ". Likely causes: a learning rate too high for this model (config.optimizer."
         f"learning_rate={self.learning_rate}; try a tenth of it, a warm-up via "
         "config.schedule.warmup_epochs or config.optimizer.clip_norm), inputs that are not "
-        "normalised" + (", or too little precision (config.precision='bf16'; try 'fp32')"
-                        if self.precision != "fp32" else "") +
-        ". The last good checkpoint in the workdir is kept: rerun with a lower learning rate "
-        "to resume from it.")
+        "normalised, labels outside the model's classes (they give a NaN loss)"
+        + (", or too little precision (config.precision='bf16'; try 'fp32')"
+           if self.precision != "fp32" else "") + ".")

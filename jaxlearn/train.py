@@ -18,10 +18,12 @@ import jax
 
 from jaxlearn import build, checkpoint, compiled, data, interrupts, parallel, plateau, reporting
 from jaxlearn import config as config_lib
+from jaxlearn import workdir as workdir_lib
 from jaxlearn import state as state_lib
 from jaxlearn.data import augment as augmentation
 from jaxlearn.data import pipeline
 from jaxlearn.epoch import EpochRunner, evaluate
+from jaxlearn.errors import NonFiniteLossError
 from jaxlearn.progress import Progress, make_summary, record_epoch
 
 
@@ -33,11 +35,14 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary.
 
   `raw` replaces the dataset config.data names with your own (see
-  `jaxlearn.data.from_arrays` / `from_source`).
+  `jaxlearn.data.from_arrays` / `from_source`). Nothing is written to `workdir`
+  until the config, the data and the model have been checked, and never when
+  the workdir holds a run of another config or another process is using it.
   """
-  mesh = parallel.make_mesh()
   config_lib.validate(config, jax.device_count())
+  workdir_lib.check_same_run(workdir, config)
   compiled.use_compilation_cache(config.compilation_cache_dir)
+  mesh = parallel.make_mesh()
   raw = raw if raw is not None else data.load_raw(config.data, config.seed)
   splits = data.make_splits(raw, config.data, config.seed)
   task, splits = build.prepare_task(config, splits)
@@ -48,13 +53,27 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
                config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
                len(splits.val["targets"]), len(splits.test["targets"]), jax.device_count())
+  with workdir_lib.claim(workdir, config) as saved_config:
+    checkpoints = checkpoint.Checkpoints(workdir)
+    try:
+      state, progress = _resume(state, checkpoints, config, saved_config, mesh)
+      _write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE),
+                  workdir_lib.config_record(config))
+      _write_json(os.path.join(workdir, "preprocessing.json"), splits.preprocessing)
+      progress, test_metrics = _train_and_test(config, workdir, mesh, task, splits, state,
+                                               steps_per_epoch, progress, checkpoints)
+    except NonFiniteLossError as e:
+      raise NonFiniteLossError(f"{e} {_what_is_kept(checkpoints, workdir)}") from None
+    finally:
+      checkpoints.close()
+    summary = make_summary(config, progress, test_metrics)
+    _write_json(os.path.join(workdir, "summary.json"), summary)
+  return summary
 
-  os.makedirs(workdir, exist_ok=True)
-  checkpoints = checkpoint.Checkpoints(workdir)
-  state, progress = _resume(state, checkpoints, config, mesh)
-  _write_json(os.path.join(workdir, "config.json"), config.to_dict())
-  _write_json(os.path.join(workdir, "preprocessing.json"), splits.preprocessing)
 
+def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch, progress,
+                    checkpoints) -> tuple[Progress, dict]:
+  """The epochs still to run, each validated and checkpointed; then the best one tested."""
   train_chunk, eval_batch = compiled.compile_steps(
       mesh, task, skip_nonfinite=config.on_nonfinite == "skip",
       augment=augmentation.make_augment(config.augment), steps_per_call=config.steps_per_call,
@@ -96,13 +115,11 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
     reporter.write(int(best_state.step), "test", test_metrics)
   finally:
     reporter.close()
-    checkpoints.close()
-  summary = make_summary(config, progress, test_metrics)
-  _write_json(os.path.join(workdir, "summary.json"), summary)
-  return summary
+  return progress, test_metrics
 
 
-def _resume(state, checkpoints, config, mesh) -> tuple[state_lib.TrainState, Progress]:
+def _resume(state, checkpoints, config, saved_config, mesh) -> tuple[state_lib.TrainState,
+                                                                      Progress]:
   """The workdir's latest state and progress, or a fresh run's (optionally transfer-learned)."""
   state, saved = checkpoints.restore_latest(state)
   if not saved:
@@ -111,6 +128,11 @@ def _resume(state, checkpoints, config, mesh) -> tuple[state_lib.TrainState, Pro
                              parallel.replicated(mesh))
     return state, Progress()
   progress = Progress(**saved)
+  if progress.stop_reason and _may_continue(progress, config, saved_config):
+    logging.info("%s stopped early (%s); continuing, as config.num_epochs or "
+                 "config.early_stopping.patience was raised.", checkpoints.directory,
+                 progress.stop_reason)
+    progress.stop_reason = ""
   if progress.stop_reason:
     logging.info("%s holds a run that stopped early (%s); testing its best checkpoint.",
                  checkpoints.directory, progress.stop_reason)
@@ -121,6 +143,30 @@ def _resume(state, checkpoints, config, mesh) -> tuple[state_lib.TrainState, Pro
     logging.info("Resuming from %s at step %d (epoch %d).", checkpoints.directory,
                  int(state.step), progress.epochs_done + 1)
   return state, progress
+
+
+def _may_continue(progress: Progress, config, saved_config: dict | None) -> bool:
+  """Whether a run that stopped early gets more epochs: raised num_epochs or patience."""
+  if progress.epochs_done >= config.num_epochs:
+    return False
+  saved = saved_config or {}
+  more_epochs = config.num_epochs > saved.get("num_epochs", config.num_epochs)
+  saved_patience = saved.get("early_stopping", {}).get("patience",
+                                                       config.early_stopping.patience)
+  more_patience = (config.early_stopping.patience == 0
+                   or config.early_stopping.patience > saved_patience)
+  return more_epochs or more_patience
+
+
+def _what_is_kept(checkpoints, workdir: str) -> str:
+  """After a failed run: which checkpoints remain, and how to go on from them."""
+  latest = checkpoints.latest_step()
+  if latest is None:
+    return ("No checkpoint was saved before it (it happened in the first epoch); rerun with "
+            "the fix on the same --workdir.")
+  return (f"The checkpoints from before it are kept (latest: step {latest}, in {workdir}). "
+          "Rerun with the fix in a new --workdir, from scratch or starting from those weights "
+          f"with --config.init.from_checkpoint={workdir}.")
 
 
 def _interrupted(state, checkpoints) -> TrainingInterrupted:

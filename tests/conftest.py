@@ -62,6 +62,7 @@ def small_config(fake_root):
   config.num_epochs = 2
   config.log_every_steps = 4
   config.progress_bar = False
+  config.compilation_cache_dir = ""  # Tests leave the user's cache alone.
   return config
 
 

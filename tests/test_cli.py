@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -58,7 +59,8 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
   root = make_fake_mnist(tmp_path / "data", num_train=12800, num_test=320)
   args = [sys.executable, "-m", "jaxlearn.main", f"--config={CONFIG}", f"--workdir={tmp_path / 'w'}",
           f"--config.data.dir={root}", "--config.batch_size=64", "--config.num_epochs=2",
-          "--config.log_every_steps=5", "--config.progress_bar=false"]
+          "--config.log_every_steps=5", "--config.progress_bar=false",
+          f"--config.compilation_cache_dir={tmp_path / 'cache'}"]
   process = subprocess.Popen(args, cwd=PROJECT_ROOT, env=_env(), stderr=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)
   seen = []
@@ -74,6 +76,10 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
   assert 20 <= stopped_at < 360  # 180 steps per epoch, 2 epochs.
   latest = os.listdir(tmp_path / "w" / "checkpoints" / "latest")
   assert latest == [str(stopped_at)]
+  # The compiled programs went to the cache the rerun loads them from.
+  cached = os.listdir(tmp_path / "cache")
+  assert any(name.startswith("jit_train_chunk-") for name in cached), cached
+  assert "CPU kernels on (jaxlearn.xla_cpu" in log
 
   resumed = subprocess.run(args, cwd=PROJECT_ROOT, env=_env(), capture_output=True, text=True,
                            timeout=300)
@@ -92,3 +98,61 @@ def _tfds_installed() -> bool:
   except ImportError:
     return False
   return True
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--config=configs/nope.py"], "The config file 'configs/nope.py' (--config) does not exist; "
+     "pass one of configs/*.py"),
+    (["--config.batch_size=abc"], "flag --config.batch_size=abc: invalid literal for int() with "
+     "base 10: 'abc'. Check the flag's spelling and value type"),
+    (["--config.batch_size=0"], "config.batch_size=0 is below 1; use a batch of 1 or more "
+     "examples."),
+    (["--config.optimizer.learning_rate=-1"], "config.optimizer.learning_rate=-1.0; the learning "
+     "rate must be positive"),
+])
+def test_bad_input_is_one_message_and_exit_2(tmp_path, args, message):
+  command = [sys.executable, "-m", "jaxlearn.main", f"--workdir={tmp_path / 'w'}"]
+  if not any(a.startswith("--config=") for a in args):
+    command.append(f"--config={CONFIG}")
+  result = subprocess.run(command + args, cwd=PROJECT_ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 2, result.stderr
+  assert f"jaxlearn: error: {message}" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not os.path.exists(tmp_path / "w")
+
+
+def test_a_config_file_with_a_syntax_error_or_no_config(tmp_path):
+  broken = tmp_path / "broken.py"
+  broken.write_text("def get_config(:\n")
+  failing = tmp_path / "failing.py"
+  failing.write_text("def get_config():\n  return 1 / 0\n")
+  for path, message in ((broken, "has a syntax error at line 1"),
+                        (failing, "failed to give a config (ZeroDivisionError: division by zero)")):
+    result = subprocess.run([sys.executable, "-m", "jaxlearn.main", f"--config={path}",
+                             f"--workdir={tmp_path / 'w'}"], cwd=PROJECT_ROOT, env=_env(),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_workdir_that_is_a_file_is_exit_2(tmp_path):
+  root = make_fake_mnist(tmp_path / "data")
+  (tmp_path / "file").write_text("mine")
+  result = _main(f"--workdir={tmp_path / 'file'}", f"--config.data.dir={root}")
+  assert result.returncode == 2
+  assert "is a file, not a directory" in result.stderr
+  assert (tmp_path / "file").read_text() == "mine"
+
+
+def test_sigterm_during_start_up_is_exit_130_and_writes_nothing(tmp_path):
+  root = make_fake_mnist(tmp_path / "data")
+  process = subprocess.Popen([sys.executable, "-m", "jaxlearn.main", f"--config={CONFIG}",
+                              f"--workdir={tmp_path / 'w'}", f"--config.data.dir={root}"],
+                             cwd=PROJECT_ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+  time.sleep(1.0)  # Importing JAX and flax: long before any training.
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=60)
+  assert process.returncode == 130, stderr
+  assert "jaxlearn: stopped by SIGTERM." in stderr
+  assert not os.path.exists(tmp_path / "w")

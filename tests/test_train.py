@@ -12,7 +12,8 @@ from tensorboard.backend.event_processing import event_accumulator
 from jaxlearn import build, checkpoint, compiled, data, interrupts, parallel, train
 from jaxlearn import epoch as epoch_lib
 from jaxlearn.data import pipeline, sources
-from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
+from jaxlearn import workdir as workdir_lib
+from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError, WorkdirError
 
 
 def _files(directory) -> dict[str, bytes]:
@@ -109,6 +110,13 @@ def test_checkpoint_of_another_model_is_refused_and_workdir_untouched(small_conf
   train.train_and_evaluate(small_config, workdir)
   before = _files(workdir)
   small_config.model.num_classes = 12
+  with pytest.raises(WorkdirError, match=r"holds a run of another config \(model\.num_classes: "
+                     r"'<unset>' there, 12 now\)"):
+    train.train_and_evaluate(small_config, workdir)
+  assert _files(workdir) == before
+  # A workdir without config.json (say, from an older jaxlearn): the checkpoint itself refuses.
+  os.remove(os.path.join(workdir, "config.json"))
+  before = _files(workdir)
   with pytest.raises(CheckpointError) as error:
     train.train_and_evaluate(small_config, workdir)
   message = str(error.value)
@@ -133,8 +141,15 @@ def test_corrupt_checkpoint_is_reported(small_config, tmp_path):
     train.train_and_evaluate(small_config, workdir)
 
 
+def _allow_learning_rate_change(monkeypatch):
+  """These tests blow up epoch 2 of a run by raising its learning rate on the same workdir."""
+  monkeypatch.setattr(workdir_lib, "MAY_CHANGE",
+                      workdir_lib.MAY_CHANGE | {"optimizer.learning_rate", "on_nonfinite"})
+
+
 def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small_config,
-                                                                         tmp_path):
+                                                                         tmp_path, monkeypatch):
+  _allow_learning_rate_change(monkeypatch)
   workdir = str(tmp_path / "run")
   small_config.num_epochs = 1
   train.train_and_evaluate(small_config, workdir)
@@ -142,14 +157,17 @@ def test_non_finite_loss_stops_with_message_and_keeps_last_good_checkpoint(small
   small_config.optimizer.learning_rate = 1e12
   with pytest.raises(NonFiniteLossError, match=r"The training loss or gradient became non-finite "
                      r"at step (\d+) \(loss nan, .*Likely causes: a learning rate too high .*"
-                     r"learning_rate=1000000000000\.0") as error:
+                     r"learning_rate=1000000000000\.0.*The checkpoints from before it are kept "
+                     r"\(latest: step 9, in ") as error:
     train.train_and_evaluate(small_config, workdir)
   assert 10 <= int(re.search(r"at step (\d+)", str(error.value)).group(1)) <= 18  # Epoch 2.
   assert _steps(workdir, "latest") == [9]
   assert _steps(workdir, "best") == [9]
 
 
-def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_config, tmp_path):
+def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_config, tmp_path,
+                                                                      monkeypatch):
+  _allow_learning_rate_change(monkeypatch)
   workdir = str(tmp_path / "run")
   small_config.num_epochs = 1
   train.train_and_evaluate(small_config, workdir)
@@ -161,6 +179,18 @@ def test_skip_mode_skips_non_finite_steps_until_too_many_come_in_a_row(small_con
                      r"such steps in a row\. Likely causes"):
     train.train_and_evaluate(small_config, workdir)
   assert _steps(workdir, "latest") == [9]
+
+
+def test_non_finite_loss_in_a_fresh_run_promises_no_checkpoint(small_config, tmp_path):
+  small_config.optimizer.learning_rate = 1e12
+  with pytest.raises(NonFiniteLossError, match=r"No checkpoint was saved before it \(it happened "
+                     r"in the first epoch\)") as error:
+    train.train_and_evaluate(small_config, str(tmp_path / "run"))
+  assert "kept" not in str(error.value)
+  # Nothing was checkpointed, so the same workdir takes a corrected config.
+  small_config.optimizer.learning_rate = 1e-2
+  small_config.num_epochs = 1
+  assert train.train_and_evaluate(small_config, str(tmp_path / "run"))["epochs_run"] == 1
 
 
 @pytest.mark.parametrize("static_count", [False, True], ids=["one_program", "per_length"])
