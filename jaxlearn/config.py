@@ -154,6 +154,14 @@ def default_config() -> ml_collections.ConfigDict:
   config.early_stopping.patience = 0
   config.early_stopping.min_delta = 0.0
 
+  # Divergence without a NaN: an epoch whose training loss is above `loss_factor`
+  # times its best so far, or (classifiers) whose validation accuracy fell to
+  # that of always predicting the most common class. After `patience` such
+  # epochs in a row the run stops and the command exits 2. 0: off.
+  config.divergence = ml_collections.ConfigDict()
+  config.divergence.patience = 2
+  config.divergence.loss_factor = 3.0
+
   # A non-finite loss or gradient: "stop" the run (the last good checkpoint
   # is kept), or "skip" the step and go on, stopping only after
   # `max_consecutive_nonfinite` skipped steps in a row.
@@ -187,6 +195,8 @@ _AT_LEAST = [
     ("optimizer.clip_norm", 0, "use 0 (off) or a positive norm"),
     ("optimizer.clip_value", 0, "use 0 (off) or a positive bound"),
     ("early_stopping.patience", 0, "use 0 (off) or a number of epochs"),
+    ("divergence.patience", 0, "use 0 (off) or a number of epochs"),
+    ("divergence.loss_factor", 1, "use a factor above 1, e.g. 3"),
     ("early_stopping.min_delta", 0, "use 0 or a positive margin"),
     ("data.max_train_examples", 0, "use 0 (all) or a number of examples"),
     ("schedule.warmup_epochs", 0, "use 0 (off) or a number of epochs"),

@@ -24,6 +24,8 @@ class EpochRunner:
   reporter: reporting.Reporter | None = None
   stop: StopRequest = dataclasses.field(default_factory=StopRequest)
   watch: nonfinite.Watch = dataclasses.field(default_factory=nonfinite.Watch)
+  # The merged metrics of the steps run so far in an epoch that was stopped part-way.
+  partial: object = None
 
   @classmethod
   def from_config(cls, config, train_chunk, steps_per_epoch: int, reporter=None,
@@ -32,11 +34,14 @@ class EpochRunner:
                config.steps_per_call, config.log_every_steps, config.progress_bar, reporter,
                stop or StopRequest(), nonfinite.Watch.from_config(config))
 
-  def train(self, state, batches, epoch: int, first_step: int = 0):
+  def train(self, state, batches, epoch: int, first_step: int = 0, carried: list | None = None):
     """Runs the epoch's steps from `first_step`; returns (state, the epoch's train metrics).
 
-    Between chunks nothing waits for the device; the host reads results back
-    once per logging window (and when a stop is requested).
+    `carried` holds the metrics of the epoch's steps before `first_step` (see
+    `metric_values.to_record`), so that a resumed epoch's metrics cover all of
+    it. Between chunks nothing waits for the device; the host reads results
+    back once per logging window (and when a stop is requested), and a stopped
+    epoch leaves its metrics so far in `self.partial`.
     """
     epoch_metrics, window = None, []
     window_start, window_steps, step = time.time(), 0, first_step
@@ -52,12 +57,15 @@ class EpochRunner:
       if (window_steps == self.log_every_steps or step == self.steps_per_epoch
           or self.stop.requested):
         merged = self._close_window(window, int(state.step), window_steps, window_start, bar)
+        if epoch_metrics is None and carried:
+          epoch_metrics = metric_values.from_record(carried, merged)
         epoch_metrics = (merged if epoch_metrics is None
                          else metric_values.merge_two(epoch_metrics, merged))
         window, window_start, window_steps = [], time.time(), 0
       if self.stop.requested:
         break
     bar.close()
+    self.partial = epoch_metrics if step < self.steps_per_epoch else None
     return state, metric_values.scalars(epoch_metrics)
 
   def _close_window(self, window, last_step: int, steps: int, started: float, bar):

@@ -23,3 +23,7 @@ class NonFiniteLossError(JaxlearnError):
 
 class WorkdirError(JaxlearnError):
   """A workdir that holds another run, or that another process is using."""
+
+
+class DivergedError(JaxlearnError):
+  """Training diverged without a NaN (loss far above its best, accuracy at chance)."""

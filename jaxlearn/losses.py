@@ -2,7 +2,9 @@
 
 Every loss maps `(outputs, targets)` to one value per example (shape `[batch]`),
 so the step can weight, mask and average them the same way for every task
-(`weighted_mean`). Keyword arguments are the loss's own settings; a config picks
+(`weighted_mean`). An integer label outside the model's classes (12 or -1 for
+10 outputs) gives NaN for its example instead of a silent 0: the loop's
+non-finite guard then stops the run, naming labels among the likely causes. Keyword arguments are the loss's own settings; a config picks
 one with `config.loss.name` and passes the matching `config.loss` fields.
 """
 
@@ -17,10 +19,15 @@ def _per_example(values: jax.Array) -> jax.Array:
 
 
 def _one_hot_like(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Integer labels become one-hot; probability targets pass through."""
+  """Integer labels become one-hot (NaN rows outside the classes); probabilities pass through."""
   if labels.ndim == logits.ndim:
     return labels.astype(logits.dtype)
-  return jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
+  return jnp.where(_in_classes(labels, logits.shape[-1])[..., None], one_hot, jnp.nan)
+
+
+def _in_classes(labels: jax.Array, num_classes: int) -> jax.Array:
+  return (labels >= 0) & (labels < num_classes)
 
 
 def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
@@ -80,7 +87,8 @@ def hinge(scores, labels):
 
 def multiclass_hinge(scores, labels):
   """Crammer-Singer hinge: max(0, 1 + max_{j != y} s_j - s_y)."""
-  return _per_example(optax.losses.multiclass_hinge_loss(scores, labels))
+  values = optax.losses.multiclass_hinge_loss(scores, labels)
+  return _per_example(jnp.where(_in_classes(labels, scores.shape[-1]), values, jnp.nan))
 
 
 def dice(logits, targets, *, smooth: float = 1.0):

@@ -34,7 +34,6 @@ if __name__ == "__main__":
 
 # pylint: disable=wrong-import-position
 import importlib.util
-import json
 import logging as std_logging
 
 from absl import app
@@ -153,8 +152,8 @@ def main(argv):
   except KeyboardInterrupt:  # A second Ctrl-C inside the training loop.
     _exit_interrupted("(at once); checkpoints already in the workdir are kept, and rerunning "
                       "the same command resumes from the latest")
-  headline = {k: v for k, v in summary.items() if k not in ("history", "config")}
-  print(json.dumps(headline, indent=2))
+  from jaxlearn.progress import describe  # pylint: disable=import-outside-toplevel
+  print(describe(summary, _WORKDIR.value))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """How far a run has got (saved with every checkpoint), and the summary it ends with."""
 
 import dataclasses
+import os
 
 from absl import logging
 
-from jaxlearn import early_stopping
+from jaxlearn import divergence, early_stopping
 from jaxlearn.errors import ConfigError
 
 
@@ -18,11 +19,17 @@ class Progress:
   history: list = dataclasses.field(default_factory=list)
   plateau: dict = dataclasses.field(default_factory=dict)  # see jaxlearn.plateau
   stop_reason: str = ""  # set once training has ended early
+  # The train metrics of an epoch stopped part-way (metric_values.to_record), for its resume.
+  partial_epoch: list = dataclasses.field(default_factory=list)
 
 
 def record_epoch(progress: Progress, epoch: int, train_metrics: dict, val_metrics: dict, config,
-                 seconds: float) -> bool:
-  """Adds the epoch to `progress`; True if its validation metric is the best so far."""
+                 seconds: float, chance: float | None = None) -> bool:
+  """Adds the epoch to `progress`; True if its validation metric is the best so far.
+
+  Sets `progress.stop_reason` when early stopping or divergence (`chance`: the
+  accuracy of always predicting the most common class) says to stop.
+  """
   if config.monitor not in val_metrics:
     raise ConfigError(f"config.monitor={config.monitor!r} is not a validation metric; choose "
                       f"one of {sorted(val_metrics)}.")
@@ -36,11 +43,49 @@ def record_epoch(progress: Progress, epoch: int, train_metrics: dict, val_metric
                            **{f"val_{k}": v for k, v in val_metrics.items()}})
   if is_best:
     progress.best_value, progress.best_epoch = value, epoch + 1
-  progress.stop_reason = early_stopping.stop_reason(progress.epochs_done, progress.best_epoch,
-                                                    progress.best_value, config)
-  logging.info("Epoch %d: val %s=%.4f (best %.4f at epoch %d), %.1fs.", epoch + 1,
-               config.monitor, value, progress.best_value, progress.best_epoch, seconds)
+  progress.stop_reason = (
+      divergence.stop_reason(progress.history, chance, config)
+      or early_stopping.stop_reason(progress.epochs_done, progress.best_epoch,
+                                    progress.best_value, config))
+  logging.info("Epoch %d/%d: train %s | val %s | best val %s %s at epoch %d | %.1f s",
+               epoch + 1, config.num_epochs, format_metrics(train_metrics, _EPOCH_TRAIN_METRICS),
+               format_metrics(val_metrics), config.monitor,
+               format_value(config.monitor, progress.best_value), progress.best_epoch, seconds)
   return is_best
+
+
+# The training metrics an epoch's line shows (the step-health ones are in the logs/TensorBoard).
+_EPOCH_TRAIN_METRICS = ("loss", "accuracy", "mse", "mae", "r2")
+_FRACTIONS = ("accuracy", "roc_auc")
+
+
+def format_value(name: str, value: float) -> str:
+  """'99.30%' for accuracies and AUCs, four significant digits otherwise."""
+  if name.endswith(_FRACTIONS):
+    return f"{100 * value:.2f}%"
+  return f"{value:.4g}"
+
+
+def format_metrics(metrics: dict, names=None) -> str:
+  """'loss 0.0412, accuracy 98.71%' for the metrics in `names` (default: all)."""
+  shown = [k for k in metrics if names is None or k in names]
+  return ", ".join(f"{k} {format_value(k, metrics[k])}" for k in shown)
+
+
+def describe(summary: dict, workdir: str) -> str:
+  """A finished run in a few lines: the test result, the best epoch, why it stopped, where
+  things are."""
+  test = {k[len("test_"):]: v for k, v in summary.items() if k.startswith("test_")}
+  best_val = {k[len("best_val_"):]: v for k, v in summary.items() if k.startswith("best_val_")}
+  return "\n".join([
+      f"Test, best checkpoint: {format_metrics(test)}",
+      f"Best epoch {summary['best_epoch']} of {summary['epochs_run']} run: val "
+      f"{format_metrics(best_val)}",
+      f"Stopped: {summary['stop_reason']}; {summary['train_seconds']:.1f} s of training",
+      f"Best checkpoint: {os.path.join(workdir, 'checkpoints', 'best')}; all figures: "
+      f"{os.path.join(workdir, 'summary.json')}; curves: python -m jaxlearn.plot "
+      f"--workdir={workdir}",
+  ])
 
 
 def make_summary(config, progress: Progress, test_metrics: dict) -> dict:

@@ -47,12 +47,23 @@ class Reporter:
                    ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f"{split}/{name}", value, step)
-    self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+    self._jsonl.write(json.dumps(json_safe({"step": step, "split": split, **scalars})) + "\n")
     self._jsonl.flush()
 
   def close(self) -> None:
     self._tensorboard.close()
     self._jsonl.close()
+
+
+def json_safe(value):
+  """`value` with NaN/Inf floats as None (null), so every file jaxlearn writes is valid JSON."""
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, dict):
+    return {k: json_safe(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_safe(v) for v in value]
+  return value
 
 
 def progress_bar(enabled: bool, total: int, initial: int, description: str):

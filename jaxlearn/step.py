@@ -79,7 +79,7 @@ def _step(state: TrainState, batch: dict, *, task, loss_fn, axis_name, skip_nonf
   weights = batch.get("weights")
 
   def objective(params):
-    outputs, model_state = forward(params, inputs, step_rng)
+    outputs, model_state = _call_model(forward, state, params, inputs, step_rng)
     per_example = _per_example_loss(task, loss_fn, outputs, batch)
     return losses.weighted_mean(per_example, weights), (per_example, outputs, model_state)
 
@@ -111,6 +111,28 @@ def _step(state: TrainState, batch: dict, *, task, loss_fn, axis_name, skip_nonf
                      nonfinite=~finite)
   health = {"loss": loss, "grad_norm": grad_norm, "nonfinite": ~finite}
   return new_state, metrics, health
+
+
+def _call_model(forward, state: TrainState, params, inputs, *rest):
+  """`forward(params, inputs, *rest)`, naming the inputs when the model cannot take them.
+
+  Runs while the step is traced, so the check costs nothing per step.
+  """
+  try:
+    return forward(params, inputs, *rest)
+  except (TypeError, ValueError) as e:
+    raise ValueError(
+        f"{_model_name(state)} cannot take inputs shaped {tuple(inputs.shape[1:])} "
+        f"({inputs.dtype}) per example (a batch of {inputs.shape[0]}): "
+        f"{str(e).splitlines()[0][:300].rstrip('.')}. Feed it "
+        f"the input shape it was built for, or build it for this one.") from e
+
+
+def _model_name(state: TrainState) -> str:
+  """The model's class name, from its graph (the first node is the model itself)."""
+  nodes = getattr(state.graphdef, "nodes", None) or [None]
+  model = getattr(nodes[0], "type", None)
+  return getattr(model, "__name__", "The model")
 
 
 def _per_example_loss(task: Task, loss_fn: LossFn | None, outputs, batch) -> jax.Array:
@@ -191,7 +213,7 @@ def eval_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   forward = lambda params, inputs: state.apply_model(params, inputs, train=False)
   if model_transform is not None:
     forward = model_transform(forward)
-  outputs, _ = forward(state.eval_params, batch["inputs"])
+  outputs, _ = _call_model(forward, state, state.eval_params, batch["inputs"])
   return _metrics(task.eval_metrics, axis_name,
                   loss=_per_example_loss(task, loss_fn, outputs, batch), logits=outputs,
                   labels=batch["targets"], mask=batch.get("weights"))

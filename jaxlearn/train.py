@@ -16,7 +16,8 @@ import time
 from absl import logging
 import jax
 
-from jaxlearn import build, checkpoint, compiled, data, interrupts, parallel, plateau, reporting
+from jaxlearn import build, checkpoint, compiled, data, divergence, interrupts, parallel, plateau
+from jaxlearn import metric_values, reporting
 from jaxlearn import config as config_lib
 from jaxlearn import workdir as workdir_lib
 from jaxlearn import state as state_lib
@@ -68,6 +69,8 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
       checkpoints.close()
     summary = make_summary(config, progress, test_metrics)
     _write_json(os.path.join(workdir, "summary.json"), summary)
+  if progress.stop_reason.startswith("diverged"):
+    raise divergence.error(summary, config)
   return summary
 
 
@@ -82,6 +85,7 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
   reporter = reporting.Reporter(workdir)
+  chance = divergence.chance_accuracy(task.name, splits.val["targets"])
   try:
     with interrupts.catch_stop_signals() as stop:
       runner = EpochRunner.from_config(config, train_chunk, steps_per_epoch, reporter, stop)
@@ -89,15 +93,18 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
       for epoch in range(progress.epochs_done, last_epoch):
         started = time.time()
         state, train_metrics = runner.train(state, batcher(train_data, config.seed, epoch), epoch,
-                                            int(state.step) - epoch * steps_per_epoch)
+                                            int(state.step) - epoch * steps_per_epoch,
+                                            carried=progress.partial_epoch)
         if int(state.step) < (epoch + 1) * steps_per_epoch:  # Stopped mid-epoch.
           progress.train_seconds += time.time() - started
+          progress.partial_epoch = metric_values.to_record(runner.partial)
           checkpoints.save_latest(state, dataclasses.asdict(progress))
           raise _interrupted(state, checkpoints)
+        progress.partial_epoch = []
         val_metrics = evaluate(eval_batch, state, val_batches)
         reporter.write(int(state.step), "val", val_metrics)
         if record_epoch(progress, epoch, train_metrics, val_metrics, config,
-                        time.time() - started):
+                        time.time() - started, chance):
           checkpoints.save_best(state, dataclasses.asdict(progress))
         if config.schedule.name == "plateau":
           state, progress.plateau = plateau.after_validation(
@@ -147,7 +154,7 @@ def _resume(state, checkpoints, config, saved_config, mesh) -> tuple[state_lib.T
 
 def _may_continue(progress: Progress, config, saved_config: dict | None) -> bool:
   """Whether a run that stopped early gets more epochs: raised num_epochs or patience."""
-  if progress.epochs_done >= config.num_epochs:
+  if progress.epochs_done >= config.num_epochs or not progress.stop_reason.startswith("early"):
     return False
   saved = saved_config or {}
   more_epochs = config.num_epochs > saved.get("num_epochs", config.num_epochs)
@@ -178,5 +185,5 @@ def _interrupted(state, checkpoints) -> TrainingInterrupted:
 def _write_json(path: str, value) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=2, default=str)
+    json.dump(reporting.json_safe(value), f, indent=2, default=str, allow_nan=False)
   os.replace(tmp, path)

@@ -92,3 +92,41 @@ def test_training_with_augmentation_runs_and_changes_the_result(small_config, tm
   augmented = train.train_and_evaluate(small_config, str(tmp_path / "augmented"))
   assert augmented["history"][0]["train_loss"] != plain["history"][0]["train_loss"]
   assert augmented["test_accuracy"] > 0.5
+
+
+def test_rotation_angles_stay_within_max_degrees_and_fill_the_range():
+  """A bright dot 6 pixels right of the centre: its angle after rotating is the drawn angle."""
+  size = 17
+  image = jnp.zeros((size, size, 1)).at[8, 14, 0].set(1.0)
+  angles = []
+  for seed in range(200):
+    out = np.asarray(augment.rotation(image, jax.random.key(seed), max_degrees=30.0))[..., 0]
+    rows, cols = np.nonzero(out > 1e-3)
+    weights = out[rows, cols]
+    y, x = np.average(rows, weights=weights) - 8, np.average(cols, weights=weights) - 8
+    angles.append(np.degrees(np.arctan2(y, x)))
+  angles = np.abs(np.array(angles))
+  assert angles.max() <= 31.0  # Degrees, not radians (30 rad would spin it all the way round).
+  assert angles.max() >= 25.0 and np.median(angles) > 8.0  # The whole range is drawn.
+
+
+def test_every_step_draws_a_fresh_augmentation():
+  """With a learning rate of 0 the weights never move: only the draw changes the loss."""
+  from flax import nnx  # pylint: disable=import-outside-toplevel
+  import optax  # pylint: disable=import-outside-toplevel
+  from jaxlearn import create_train_state, train_step  # pylint: disable=import-outside-toplevel
+  from jaxlearn.models import LeNet5  # pylint: disable=import-outside-toplevel
+  noise = augment.make_augment(_augment_config(ops="gaussian_noise", noise_std=1.0))
+  state = create_train_state(LeNet5(rngs=nnx.Rngs(0)), optax.sgd(0.0), jax.random.key(0))
+  rng = np.random.default_rng(0)
+  batch = {"inputs": rng.normal(size=(8, 28, 28, 1)).astype(np.float32),
+           "targets": rng.integers(0, 10, 8).astype(np.int32)}
+  step = jax.jit(lambda s, b: train_step(s, b, augment=noise))
+  losses = []
+  for _ in range(3):
+    state, metrics = step(state, batch)
+    losses.append(float(metrics.compute()["loss"]))
+  assert len(set(losses)) == 3
+  # And the draw is the step's: the same step of a fresh state draws the same noise.
+  fresh = create_train_state(LeNet5(rngs=nnx.Rngs(0)), optax.sgd(0.0), jax.random.key(0))
+  assert float(step(fresh, batch)[1].compute()["loss"]) == losses[0]

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,9 +88,19 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
   epoch = stopped_at // 180 + 1
   assert f"Resuming from {tmp_path / 'w' / 'checkpoints'} at step {stopped_at} (epoch {epoch})" \
       in resumed.stderr
-  summary = json.loads(resumed.stdout[resumed.stdout.index("{"):])
+  summary = json.loads((tmp_path / "w" / "summary.json").read_text())
   assert summary["epochs_run"] == 2
   assert summary["test_accuracy"] > 0.9
+  # The console ends with the run in words, the figures rounded from summary.json's.
+  assert f"Test, best checkpoint: accuracy {100 * summary['test_accuracy']:.2f}%, loss " \
+      f"{summary['test_loss']:.4g}, top5_accuracy " in resumed.stdout
+  assert f"Best epoch {summary['best_epoch']} of 2 run: val accuracy " in resumed.stdout
+  assert "Stopped: completed config.num_epochs=2;" in resumed.stdout
+  assert f"curves: python -m jaxlearn.plot --workdir={tmp_path / 'w'}" in resumed.stdout
+  # Each epoch's line shows training and validation side by side.
+  assert re.search(r"Epoch 2/2: train accuracy [\d.]+%, loss \S+ \| val accuracy [\d.]+%, "
+                   r"loss \S+, top5_accuracy [\d.]+% \| best val accuracy [\d.]+% at epoch \d "
+                   r"\| [\d.]+ s", resumed.stderr)
 
 
 def _tfds_installed() -> bool:

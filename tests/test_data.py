@@ -28,6 +28,16 @@ def test_real_mnist_shapes_and_label_counts(mnist_root):
   assert np.sum(raw.test[1] == 0) == 980
 
 
+def test_a_label_outside_the_datasets_classes_is_named_with_file_and_index(fake_root):
+  path = os.path.join(fake_root, "mnist", "train-labels-idx1-ubyte.gz")
+  labels = idx.read_idx(path, idx.LABELS_MAGIC).copy()
+  labels[7] = 12
+  write_idx(path, labels, idx.LABELS_MAGIC)
+  with pytest.raises(DataError, match=r"train-labels-idx1-ubyte.gz has label 12 at index 7 \(1 "
+                     r"such labels\); this dataset's labels are 0-9"):
+    images.load_idx_dir(os.path.join(fake_root, "mnist"), "mnist")
+
+
 def test_truncated_gzip_is_reported(fake_root):
   path = os.path.join(fake_root, "mnist", "train-images-idx3-ubyte.gz")
   with open(path, "rb") as f:

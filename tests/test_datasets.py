@@ -1,5 +1,6 @@
 """The dataset kinds: text, tables, CIFAR-10 files, generated and custom data; no leakage."""
 
+import json
 import os
 
 import ml_collections
@@ -128,6 +129,46 @@ def test_empty_csv_is_reported(tmp_path):
   with pytest.raises(DataError, match="empty.csv is empty; a CSV file needs a header row"):
     data.load_raw(_data_config(name="csv", path=str(tmp_path / "empty.csv"),
                                target_column="y"))
+
+
+def _table(tmp_path, text):
+  (tmp_path / "t.csv").write_text(text)
+  return _data_config(name="csv", path=str(tmp_path / "t.csv"), target_column="y")
+
+
+def test_a_few_text_cells_in_a_numeric_column_are_named_not_made_categories(tmp_path):
+  rows = "".join(f"{i},{i % 2}\n" for i in range(30))
+  config = _table(tmp_path, "age,y\n" + rows + "abc,1\n" + rows + "?,0\n")
+  with pytest.raises(DataError, match=r"column 'age' is numeric in 60 of 61 cells but holds text "
+                     r"on line 32 \('abc'\); fix those cells"):
+    data.load_raw(config)
+
+
+def test_an_infinite_cell_is_named_with_its_line(tmp_path):
+  config = _table(tmp_path, "x,y\n1,0\n2,1\ninf,0\n")
+  with pytest.raises(DataError, match=r"column 'x' holds an infinite number on line 4 \('inf'\)"):
+    data.load_raw(config)
+  config = _table(tmp_path, "x,y\n1,0\n2,-inf\n")
+  with pytest.raises(DataError, match=r"the target column 'y' holds '-inf' on line 3"):
+    data.load_raw(config)
+
+
+@pytest.mark.parametrize("no,yes", [("no", "yes"), ("False", "True"), ("N", "Y"),
+                                    ("negative", "positive")])
+def test_common_binary_labels_read_as_0_and_1(tmp_path, no, yes):
+  raw = data.load_raw(_table(tmp_path, f"x,y\n1,{yes}\n2,{no}\n3,{yes}\n"))
+  np.testing.assert_array_equal(raw.train[1], [1, 0, 1])
+
+
+def test_files_jaxlearn_writes_are_valid_json_even_with_nan(small_config, tmp_path):
+  from jaxlearn import reporting  # pylint: disable=import-outside-toplevel
+  assert reporting.json_safe({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == {
+      "a": [1.0, None], "b": None, "c": "x"}
+  reporter = reporting.Reporter(str(tmp_path))
+  reporter.write(3, "train", {"loss": float("nan")}, echo=False)
+  reporter.close()
+  assert json.loads((tmp_path / "metrics.jsonl").read_text()) == {"step": 3, "split": "train",
+                                                                   "loss": None}
 
 
 # --- images -------------------------------------------------------------------------------

@@ -169,3 +169,12 @@ def test_every_loss_gives_one_value_per_example_for_image_shaped_outputs():
   p_teacher = np.exp(_log_softmax(teacher))
   kl = (p_teacher * (np.log(p_teacher) - _log_softmax(logits))).sum(axis=-1)
   np.testing.assert_allclose(per_pixel, kl.reshape(2, -1).mean(axis=1), rtol=1e-4)
+
+
+def test_a_label_outside_the_classes_gives_nan_not_zero():
+  labels = LABELS.copy()
+  labels[2], labels[4] = 12, -1
+  for loss in (losses.cross_entropy, losses.focal, losses.multiclass_hinge):
+    values = np.asarray(loss(LOGITS, labels))
+    assert np.isnan(values[[2, 4]]).all(), loss.__name__
+    assert np.isfinite(np.delete(values, [2, 4])).all(), loss.__name__

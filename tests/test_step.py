@@ -188,3 +188,26 @@ def test_a_chunk_merges_any_metric_kind_not_only_sums():
   _, merged, health = chunk(_state(), stacked)
   np.testing.assert_allclose(merged.compute()["min_loss"], np.min(health["loss"]), rtol=1e-6)
   assert float(np.min(health["loss"])) > 1.0  # Far from the zeros a wrong merge starts from.
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 32, 1), (4, 28, 28, 3), (4, 28, 28)],
+                         ids=["32x32x1", "28x28x3", "no_channel_axis"])
+def test_inputs_the_model_cannot_take_are_named_at_trace_time(shape):
+  batch = {"inputs": np.zeros(shape, np.float32), "targets": np.zeros(4, np.int32)}
+  expected = rf"LeNet5 cannot take inputs shaped \({', '.join(map(str, shape[1:]))},?\) " \
+      r"\(float32\) per example \(a batch of 4\): .*Feed it the input shape it was built for"
+  with pytest.raises(ValueError, match=expected):
+    jax.jit(train_step)(_state(), batch)
+  with pytest.raises(ValueError, match=expected):
+    jax.jit(eval_step)(_state(), batch)
+
+
+def test_a_label_outside_the_classes_makes_the_step_non_finite_not_silent():
+  batch = _batch(n=8)
+  batch["targets"][3] = 12
+  state, metrics = jax.jit(train_step)(_state(), batch)
+  assert float(metrics.compute()["nonfinite"]) == 1.0
+  skipped, metrics = jax.jit(functools.partial(train_step, skip_nonfinite=True))(_state(), batch)
+  assert float(metrics.compute()["nonfinite"]) == 1.0
+  for a, b in zip(jax.tree.leaves(skipped.params), jax.tree.leaves(_state().params)):
+    np.testing.assert_array_equal(a, b)

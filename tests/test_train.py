@@ -5,6 +5,7 @@ import os
 import re
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
@@ -54,6 +55,16 @@ def test_run_writes_summary_metrics_tensorboard_and_both_checkpoints(small_confi
     lines = [json.loads(line) for line in f]
   assert {line["split"] for line in lines} == {"train", "val", "test"}
   assert all(np.isfinite(line["loss"]) for line in lines)
+  # TensorBoard holds the very values metrics.jsonl holds, step by step.
+  logged = {(line["split"], line["step"], name): value for line in lines
+            for name, value in line.items() if name not in ("split", "step")}
+  compared = 0
+  for tag in tags:
+    split, name = tag.split("/", 1)
+    for event in events.Scalars(tag):
+      assert event.value == pytest.approx(logged[(split, event.step, name)], rel=1e-6), tag
+      compared += 1
+  assert compared >= 40
 
   assert _steps(workdir, "latest") == [9, 18]  # The newest two.
   assert _steps(workdir, "best") == [9 * on_disk["best_epoch"]]
@@ -102,6 +113,61 @@ def test_resumed_run_equals_uninterrupted_run(small_config, tmp_path):
   resumed = train.train_and_evaluate(small_config, str(tmp_path / "split"))
   assert resumed["history"][1]["val_loss"] == pytest.approx(straight["history"][1]["val_loss"],
                                                             rel=1e-5)
+
+
+def test_resume_restores_batch_norm_statistics_ema_and_the_schedule(small_config, tmp_path):
+  """A model with batch norm and dropout, an EMA and a decaying schedule, resumed mid-run."""
+  small_config.model = ml_collections.ConfigDict({"name": "mlp", "hidden": (32,),
+                                                  "batch_norm": True, "dropout": 0.3})
+  small_config.ema_decay = 0.9
+  small_config.schedule.name = "step"  # Halves each epoch: depends on the epoch, not the run.
+  small_config.schedule.step_size = 1
+  small_config.schedule.gamma = 0.5
+  straight = str(tmp_path / "straight")
+  train.train_and_evaluate(small_config, straight)
+  split = str(tmp_path / "split")
+  small_config.num_epochs = 1
+  train.train_and_evaluate(small_config, split)
+  small_config.num_epochs = 2
+  resumed = train.train_and_evaluate(small_config, split)
+  assert resumed["history"][1]["train_learning_rate"] == pytest.approx(5e-3)
+
+  template = build.create_state(small_config, 9)
+  a, _ = checkpoint.Checkpoints(straight).restore_latest(template)
+  b, _ = checkpoint.Checkpoints(split).restore_latest(template)
+  assert int(a.step) == int(b.step) == 18
+  for part in ("params", "model_state", "ema_params", "opt_state", "rng"):
+    for x, y in zip(jax.tree.leaves(getattr(a, part)), jax.tree.leaves(getattr(b, part))):
+      np.testing.assert_allclose(np.asarray(x, np.float64) if x.dtype != np.uint32 else x,
+                                 np.asarray(y, np.float64) if y.dtype != np.uint32 else y,
+                                 rtol=1e-5, atol=1e-6, err_msg=part)
+  # Batch norm's running statistics moved away from their initial values.
+  assert not np.allclose(jax.tree.leaves(a.model_state)[0], jax.tree.leaves(
+      template.model_state)[0])
+
+
+@pytest.mark.parametrize("mode,scripted,best_epoch", [("max", [0.5, 0.9, 0.6], 2),
+                                                      ("min", [0.5, 0.2, 0.4], 2)])
+def test_the_best_checkpoint_is_the_best_epoch_in_either_mode(small_config, tmp_path,
+                                                             monkeypatch, mode, scripted,
+                                                             best_epoch):
+  real_evaluate = train.evaluate
+  values = iter(scripted)
+
+  def evaluate(eval_batch, state, batches):
+    metrics = real_evaluate(eval_batch, state, batches)
+    if len(batches["inputs"]) == 1:  # Validation: one batch (the test split has two).
+      metrics["loss"] = next(values)
+    return metrics
+
+  monkeypatch.setattr(train, "evaluate", evaluate)
+  small_config.num_epochs = 3
+  small_config.monitor, small_config.monitor_mode = "loss", mode
+  small_config.divergence.patience = 0
+  workdir = str(tmp_path / "run")
+  summary = train.train_and_evaluate(small_config, workdir)
+  assert summary["best_epoch"] == best_epoch
+  assert _steps(workdir, "best") == [9 * best_epoch]  # Not overwritten by the worse epoch 3.
 
 
 def test_checkpoint_of_another_model_is_refused_and_workdir_untouched(small_config, tmp_path):
@@ -255,8 +321,8 @@ def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tm
   """Ctrl-C during an epoch's last step (or its validation) must not leave a half-done epoch."""
   real_train_epoch = epoch_lib.EpochRunner.train
 
-  def epoch_then_ctrl_c(runner, *args):
-    result = real_train_epoch(runner, *args)
+  def epoch_then_ctrl_c(runner, *args, **kwargs):
+    result = real_train_epoch(runner, *args, **kwargs)
     runner.stop.requested = True  # The signal arrives once the epoch's last step has run.
     return result
 
@@ -277,3 +343,24 @@ def test_zero_steps_per_call_is_refused_before_anything_is_written(small_config,
   with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0 is below 1; use 1 or more\.$"):
     train.train_and_evaluate(small_config, str(workdir))
   assert not workdir.exists()
+
+
+def test_an_epoch_resumed_part_way_reports_metrics_over_all_its_steps(small_config, tmp_path,
+                                                                      monkeypatch):
+  straight = train.train_and_evaluate(small_config, str(tmp_path / "straight"))
+  real_close = epoch_lib.EpochRunner._close_window  # pylint: disable=protected-access
+
+  def stop_after_the_first_window(runner, window, last_step, *args):
+    merged = real_close(runner, window, last_step, *args)
+    if last_step == 4:  # Steps 1-4 of epoch 1, then Ctrl-C.
+      runner.stop.requested = True
+    return merged
+
+  workdir = str(tmp_path / "split")
+  monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", stop_after_the_first_window)
+  with pytest.raises(train.TrainingInterrupted, match="Stopped at step 4"):
+    train.train_and_evaluate(small_config, workdir)
+  monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", real_close)
+  resumed = train.train_and_evaluate(small_config, workdir)
+  for key in ("train_loss", "train_accuracy", "train_grad_norm"):
+    assert resumed["history"][0][key] == pytest.approx(straight["history"][0][key], rel=1e-5), key

@@ -25,6 +25,7 @@ IDX_ORIGINS = {
                       "which puts them in /usr/share/datasets/fashion-mnist"),
 }
 SYSTEM_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
+IDX_CLASSES = 10  # MNIST and Fashion-MNIST
 
 CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
                  "test": ("test_batch.bin",)}
@@ -55,8 +56,18 @@ def load_idx_dir(directory: str, name: str) -> RawData:
       raise DataError(f"{images_path} holds {images.shape[0]} images of shape {images.shape[1:]}"
                       f" and {labels_path} {len(labels)} labels; they must pair one to one as"
                       " (N, H, W) images and N labels. Download both files again.")
+    _check_labels(labels, IDX_CLASSES, labels_path)
     raw[split] = (images[..., None], labels.astype(np.int32))
   return RawData("image", raw["train"], raw["test"])
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, path: str) -> None:
+  """Fails, naming the file and the first bad index, on a label outside 0..num_classes-1."""
+  bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+  if bad.size:
+    raise DataError(f"{path} has label {int(labels[bad[0]])} at index {int(bad[0])} ({bad.size} "
+                    f"such labels); this dataset's labels are 0-{num_classes - 1}. The file is "
+                    "corrupt or belongs to another dataset: download it again.")
 
 
 def load_cifar10(data_config) -> RawData:
@@ -90,8 +101,10 @@ def _read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
   raw = raw.reshape(-1, record)
   labels = raw[:, 0].astype(np.int32)
   if labels.max() > 9:
-    raise DataError(f"{path} has label {labels.max()}; CIFAR-10 labels are 0-9, so this is not "
-                    "a CIFAR-10 binary batch (CIFAR-100's files have two label bytes).")
+    index = int(np.argmax(labels > 9))
+    raise DataError(f"{path} has label {labels[index]} at record {index}; CIFAR-10 labels are "
+                    "0-9, so this is not a CIFAR-10 binary batch (CIFAR-100's files have two "
+                    "label bytes).")
   images = raw[:, 1:].reshape(-1, *CIFAR10_SHAPE).transpose(0, 2, 3, 1)
   return np.ascontiguousarray(images), labels
 

@@ -35,6 +35,8 @@ def load_csv(data_config) -> RawData:
                       f"its columns are {columns}.")
   features = [c for c in columns if c != target and c not in dropped]
   cells = np.array([[row[columns.index(c)] for c in features] for row in rows], object)
+  for j, name in enumerate(features):
+    _check_column(cells[:, j], name, path)
   return RawData("table", (cells, _parse_targets([row[columns.index(target)] for row in rows],
                                                   path, target)),
                  columns=tuple(features))
@@ -107,12 +109,52 @@ def _read_rows(path: str) -> tuple[list[str], list[list[str]]]:
   return columns, rows
 
 
+# Two-valued targets read as 0/1 (case-insensitive), whichever task uses them.
+BINARY_WORDS = ({"no": 0, "yes": 1}, {"false": 0, "true": 1}, {"n": 0, "y": 1}, {"f": 0, "t": 1},
+                {"negative": 0, "positive": 1})
+
+
+def _check_column(values: np.ndarray, name: str, path: str) -> None:
+  """Fails on a mostly numeric column with a few text cells, or on an infinite number."""
+  texts = [str(v).strip() for v in values]
+  present = [(i, t) for i, t in enumerate(texts) if t.lower() not in MISSING]
+  parsed = [(i, t, _number(t)) for i, t in present]
+  not_numbers = [(i, t) for i, t, x in parsed if x is None]
+  infinite = [(i, t) for i, t, x in parsed if x is not None and not np.isfinite(x)]
+  if infinite:
+    lines = ", ".join(f"line {i + 2} ({t!r})" for i, t in infinite[:5])
+    raise DataError(f"{path}: column {name!r} holds an infinite number on {lines}; fix those "
+                    "cells, leave them empty (missing: filled with the train mean), or drop the "
+                    "column (--config.data.drop_columns).")
+  if not_numbers and len(not_numbers) * 2 < len(present):
+    lines = ", ".join(f"line {i + 2} ({t!r})" for i, t in not_numbers[:5])
+    raise DataError(f"{path}: column {name!r} is numeric in {len(present) - len(not_numbers)} of "
+                    f"{len(present)} cells but holds text on {lines}"
+                    f"{' and more' if len(not_numbers) > 5 else ''}; fix those cells, leave them "
+                    "empty (missing), or drop the column (--config.data.drop_columns).")
+
+
+def _number(text: str) -> float | None:
+  try:
+    return float(text)
+  except ValueError:
+    return None
+
+
 def _parse_targets(values: list[str], path: str, target: str) -> np.ndarray:
   missing = [i + 2 for i, v in enumerate(values) if v.strip().lower() in MISSING]
   if missing:
     raise DataError(f"{path}: the target column {target!r} is empty on line(s) "
                     f"{missing[:5]}; remove those rows or fill them in.")
+  words = {v.strip().lower() for v in values}
+  for pair in BINARY_WORDS:
+    if words <= set(pair):
+      return np.array([pair[v.strip().lower()] for v in values], np.int32)
   numbers = _as_numbers(np.array(values, object))
+  if numbers is not None and not np.isfinite(numbers).all():
+    line = int(np.flatnonzero(~np.isfinite(numbers))[0]) + 2
+    raise DataError(f"{path}: the target column {target!r} holds {values[line - 2].strip()!r} "
+                    f"on line {line}; targets must be finite numbers or class names.")
   if numbers is None:
     return labels_to_ids(np.array([v.strip() for v in values]))[0]
   if np.all(numbers == np.round(numbers)):
