@@ -52,7 +52,8 @@ def parse_flags(argv: list[str]) -> list[str]:
   """absl flag parsing; any bad flag or config file ends in one message and exit 2."""
   try:
     rest = flags.FLAGS(argv)
-    problem = _config_file_problem(argv)  # The file is loaded lazily, at `.value`: check now.
+    # config_flags defers a load failure to the config's first use: check the file now.
+    problem = _config_file_problem(argv)
     if problem:
       _exit_bad_input(problem)
     _CONFIG.value  # pylint: disable=pointless-statement  # Applies the overrides now too.

@@ -59,8 +59,10 @@ def train_step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   return state, metrics
 
 
-def _step(state: TrainState, batch: dict, *, task, loss_fn, axis_name, skip_nonfinite, augment,
-          model_transform, param_norm: bool = True):
+def _step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
+          loss_fn: LossFn | None = None, axis_name: str | None = None,
+          skip_nonfinite: bool = False, augment: Callable | None = None,
+          model_transform: Callable | None = None, param_norm: bool = True):
   """`train_step`, also returning the step's health: its loss, gradient norm, non-finiteness.
 
   `param_norm=False` reports 0 for the parameters' norm (a pass over all weights),
@@ -162,7 +164,7 @@ def train_steps(state: TrainState, batch_at: Callable[[jax.Array], dict], count,
   """
 
   def step(i, state):
-    return _step(state, batch_at(i), param_norm=False, **_with_defaults(step_options))
+    return _step(state, batch_at(i), param_norm=False, **step_options)
 
   metrics_shape, health_shape = jax.eval_shape(step, 0, state)[1:]
   zeros = lambda shape: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), shape)
@@ -184,16 +186,6 @@ def train_steps(state: TrainState, batch_at: Callable[[jax.Array], dict], count,
                                          count=jnp.ones((), jnp.int32))
     merged = merged.replace(param_norm=final_norm)
   return state, merged, health
-
-
-def _with_defaults(step_options: dict) -> dict:
-  defaults = dict(task=CLASSIFICATION, loss_fn=None, axis_name=None, skip_nonfinite=False,
-                  augment=None, model_transform=None)
-  unknown = set(step_options) - set(defaults)
-  if unknown:
-    raise TypeError(f"train_steps got unknown step options {sorted(unknown)}; "
-                    f"train_step takes {sorted(defaults)}.")
-  return {**defaults, **step_options}
 
 
 def _updated_ema(state: TrainState, params, opt_state):
