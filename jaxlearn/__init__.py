@@ -1,7 +1,9 @@
 """jaxlearn: pure Flax NNX models and optax optimizers on a jit/pmap-ready `train_step`.
 
 The research surface: build a `TrainState`, compile `train_step` / `eval_step`
-yourself, or run the whole loop with `train_and_evaluate(config, workdir)`.
+yourself, or run the whole loop with `train_and_evaluate(config, workdir)`;
+after training, `evaluate_run`, `load_predictor(workdir).predict(inputs)` and
+`export_run` work on the run's best checkpoint.
 Names are imported on first use, so `python -m jaxlearn.main` starts (and
 answers Ctrl-C / SIGTERM) before JAX is loaded.
 """
@@ -22,6 +24,10 @@ _EXPORTS = {
     "REGRESSION": "jaxlearn.tasks",
     "make_task": "jaxlearn.tasks",
     "train_and_evaluate": "jaxlearn.train",
+    "load_predictor": "jaxlearn.inference",
+    "Predictor": "jaxlearn.inference",
+    "export_run": "jaxlearn.export",
+    "evaluate_run": "jaxlearn.evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

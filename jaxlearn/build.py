@@ -48,10 +48,12 @@ def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: s
                              state, example["inputs"])
     jax.eval_shape(task.loss, outputs, example["targets"])
   except Exception as e:  # Any error here means these inputs do not fit this model.
+    expected = state.expected_input()
     raise ConfigError(
         f"Model {model_name!r} cannot take this data: inputs shaped "
         f"{example['inputs'].shape[1:]} ({example['inputs'].dtype}) per example and targets "
-        f"shaped {example['targets'].shape[1:]} ({e.__class__.__name__}: "
+        f"shaped {example['targets'].shape[1:]}{'; it takes ' + expected if expected else ''} "
+        f"({e.__class__.__name__}: "
         f"{str(e).splitlines()[0][:300]}). Pick a model made for this input shape "
         "(config.model.name), or set its size arguments in config.model.") from e
 

@@ -5,6 +5,8 @@ never loses the best model. A checkpoint holds the train state's arrays and a
 small JSON record of the loop's progress (epoch, best metric so far, history).
 """
 
+import contextlib
+import logging as python_logging
 import os
 
 from absl import logging
@@ -20,8 +22,9 @@ class Checkpoints:
 
   def __init__(self, workdir: str):
     self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    self._latest = _manager(os.path.join(self.directory, "latest"), max_to_keep=2)
-    self._best = _manager(os.path.join(self.directory, "best"), max_to_keep=1)
+    with _orbax_errors_raised_not_logged():
+      self._latest = _manager(os.path.join(self.directory, "latest"), max_to_keep=2)
+      self._best = _manager(os.path.join(self.directory, "best"), max_to_keep=1)
 
   def latest_step(self) -> int | None:
     """The step of the newest `latest` checkpoint (None: none saved yet)."""
@@ -62,7 +65,34 @@ def _save(manager, state: TrainState, progress: dict) -> None:
   manager.wait_until_finished()
 
 
+class _DropOrbaxErrors(python_logging.Filter):
+
+  def filter(self, record) -> bool:
+    return not (record.levelno >= python_logging.ERROR and "orbax" in record.pathname)
+
+
+@contextlib.contextmanager
+def _orbax_errors_raised_not_logged():
+  """Orbax logs a corrupt file at ERROR before raising; the raised error is reported instead.
+
+  Without this a corrupt checkpoint printed Orbax's log lines ahead of
+  jaxlearn's one-line message, which says the same and what to do.
+  """
+  drop = _DropOrbaxErrors()
+  logger = python_logging.getLogger("absl")
+  logger.addFilter(drop)
+  try:
+    yield
+  finally:
+    logger.removeFilter(drop)
+
+
 def _restore(manager, state: TrainState) -> tuple[TrainState, dict | None]:
+  with _orbax_errors_raised_not_logged():
+    return _restore_logged(manager, state)
+
+
+def _restore_logged(manager, state: TrainState) -> tuple[TrainState, dict | None]:
   step = manager.latest_step()
   if step is None:
     return state, None
@@ -82,6 +112,31 @@ def _restore(manager, state: TrainState) -> tuple[TrainState, dict | None]:
   return state.replace(**restored["state"]), restored["progress"]
 
 
+def load_best_arrays(source: str, what: str = "") -> dict:
+  """The arrays of the best checkpoint of the run in `source`, as stored (nested dicts).
+
+  `source` is a run's workdir, or a checkpoint series such as WORKDIR/checkpoints/best.
+  Reads without a model to restore into, so nothing but the files is needed.
+  """
+  source = os.path.abspath(source)
+  best = os.path.join(source, "checkpoints", "best")
+  directory = best if os.path.isdir(best) else source
+  steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
+  if not steps:
+    raise CheckpointError(f"No checkpoint found in {source}{what}; pass a finished run's workdir or "
+                          "its checkpoints/best directory.")
+  manager = _manager(directory, max_to_keep=1)
+  step = manager.latest_step()
+  try:
+    with _orbax_errors_raised_not_logged():
+      stored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  except Exception as e:
+    raise _corrupt(os.path.join(directory, str(step)), e) from e
+  finally:
+    manager.close()
+  return stored["state"]
+
+
 def load_matching_params(source: str, params):
   """`params` with each array whose path and shape match one in `source`'s best checkpoint.
 
@@ -90,21 +145,8 @@ def load_matching_params(source: str, params):
   another size) keep their fresh initialisation. Returns (params, names copied,
   names kept).
   """
-  source = os.path.abspath(source)
-  best = os.path.join(source, "checkpoints", "best")
-  directory = best if os.path.isdir(best) else source
-  manager = _manager(directory, max_to_keep=1) if os.path.isdir(directory) else None
-  step = manager.latest_step() if manager else None
-  if step is None:
-    raise CheckpointError(f"No checkpoint found in {source} (config.init.from_checkpoint); "
-                          "pass a run's workdir or its checkpoints/best directory.")
-  try:
-    stored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  except Exception as e:
-    raise _corrupt(os.path.join(directory, str(step)), e) from e
-  finally:
-    manager.close()
-  flat, _ = jax.tree_util.tree_flatten_with_path(stored["state"]["params"])
+  stored = load_best_arrays(source, " (config.init.from_checkpoint)")
+  flat, _ = jax.tree_util.tree_flatten_with_path(stored["params"])
   source_params = {path_name(path): leaf for path, leaf in flat}
   copied, kept = [], []
 
@@ -118,7 +160,7 @@ def load_matching_params(source: str, params):
 
   params = jax.tree_util.tree_map_with_path(take, params)
   logging.info("Copied %d parameter arrays from %s; %d keep their init%s.", len(copied),
-               directory, len(kept), f" ({', '.join(kept)})" if kept else "")
+               source, len(kept), f" ({', '.join(kept)})" if kept else "")
   return params, copied, kept
 
 

@@ -27,3 +27,7 @@ class WorkdirError(JaxlearnError):
 
 class DivergedError(JaxlearnError):
   """Training diverged without a NaN (loss far above its best, accuracy at chance)."""
+
+
+class InputError(JaxlearnError):
+  """An input to a trained model (predict, serve, evaluate) that it cannot take."""

@@ -37,22 +37,27 @@ class Reporter:
   """
 
   def __init__(self, workdir: str):
-    self._tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+    self._workdir = workdir
+    self._tensorboard = None  # Opened by the first write: a run that fails first leaves no file.
+    self._jsonl = None
 
   def write(self, step: int, split: str, scalars: dict[str, float], echo: bool = True) -> None:
     """Records `scalars`; `echo=False` keeps them out of the log (a progress bar shows them)."""
     if echo:
       logging.info("step %d %s: %s", step, split,
                    ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))
+    if self._jsonl is None:
+      self._tensorboard = tensorboardX.SummaryWriter(os.path.join(self._workdir, "tensorboard"))
+      self._jsonl = open(os.path.join(self._workdir, "metrics.jsonl"), "a", encoding="utf-8")
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f"{split}/{name}", value, step)
     self._jsonl.write(json.dumps(json_safe({"step": step, "split": split, **scalars})) + "\n")
     self._jsonl.flush()
 
   def close(self) -> None:
-    self._tensorboard.close()
-    self._jsonl.close()
+    if self._jsonl is not None:
+      self._tensorboard.close()
+      self._jsonl.close()
 
 
 def json_safe(value):

@@ -63,6 +63,11 @@ class TrainState:
                                      self.model_state)
     return outputs, new_model_state
 
+  def expected_input(self) -> str:
+    """What one example must look like, in the model's words (for error messages)."""
+    model = nnx.merge(self.graphdef, self.params, self.model_state)
+    return getattr(model, "expected_input", "")
+
   def checkpoint_tree(self) -> dict[str, Any]:
     """The arrays a checkpoint holds."""
     tree = {"step": self.step, "params": self.params, "model_state": self.model_state,

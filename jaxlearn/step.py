@@ -123,9 +123,11 @@ def _call_model(forward, state: TrainState, params, inputs, *rest):
   try:
     return forward(params, inputs, *rest)
   except (TypeError, ValueError) as e:
+    expected = state.expected_input()
     raise ValueError(
         f"{_model_name(state)} cannot take inputs shaped {tuple(inputs.shape[1:])} "
-        f"({inputs.dtype}) per example (a batch of {inputs.shape[0]}): "
+        f"({inputs.dtype}) per example (a batch of {inputs.shape[0]})"
+        f"{'; it takes ' + expected if expected else ''}: "
         f"{str(e).splitlines()[0][:300].rstrip('.')}. Feed it "
         f"the input shape it was built for, or build it for this one.") from e
 

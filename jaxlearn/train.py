@@ -48,7 +48,8 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   splits = data.make_splits(raw, config.data, config.seed)
   task, splits = build.prepare_task(config, splits)
   steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]), config.batch_size)
-  state = build.create_state(config, steps_per_epoch, build.data_dims(splits, task))
+  dims = build.data_dims(splits, task)
+  state = build.create_state(config, steps_per_epoch, dims)
   build.check_model_fits(state, splits, task, config.model.name)
   state = jax.device_put(state, parallel.replicated(mesh))
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
@@ -60,7 +61,8 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
       state, progress = _resume(state, checkpoints, config, saved_config, mesh)
       _write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE),
                   workdir_lib.config_record(config))
-      _write_json(os.path.join(workdir, "preprocessing.json"), splits.preprocessing)
+      _write_json(os.path.join(workdir, "preprocessing.json"),
+                  {**splits.preprocessing, "model_dims": dims})
       progress, test_metrics = _train_and_test(config, workdir, mesh, task, splits, state,
                                                steps_per_epoch, progress, checkpoints)
     except NonFiniteLossError as e:

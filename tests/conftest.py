@@ -32,16 +32,23 @@ def write_idx(path, array: np.ndarray, magic: int) -> None:
     f.write(header + array.astype(np.uint8).tobytes())
 
 
-def make_fake_mnist(root, num_train=640, num_test=160, seed=0, name="mnist") -> str:
-  """A learnable MNIST-shaped dataset: each class is a bright bar at its own row."""
+def make_fake_mnist(root, num_train=640, num_test=160, seed=0, name="mnist",
+                    label_noise=0.2) -> str:
+  """A learnable MNIST-shaped dataset: each class is a faint bar at its own row.
+
+  A share `label_noise` of the labels is redrawn at random, so no model reaches
+  100% and the validation metrics differ from epoch to epoch, as on real data.
+  """
   rng = np.random.default_rng(seed)
   directory = pathlib.Path(root) / name
   directory.mkdir(parents=True, exist_ok=True)
   for prefix, n in (("train", num_train), ("t10k", num_test)):
     labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    images = rng.integers(0, 100, (n, 28, 28)).astype(np.uint8)
     for i, label in enumerate(labels):
-      images[i, 2 + 2 * label:4 + 2 * label, 4:24] = 255
+      images[i, 2 + 2 * label:4 + 2 * label, 4:24] += 60
+    noisy = rng.random(n) < label_noise
+    labels[noisy] = rng.integers(0, 10, noisy.sum())
     write_idx(directory / f"{prefix}-images-idx3-ubyte.gz", images, 2051)
     write_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", labels, 2049)
   return str(root)
@@ -139,3 +146,12 @@ def make_titanic_csv(path, n=400, seed=0) -> str:
                        f"{rng.uniform(5, 100) * (4 - pclass):.2f}", "",
                        rng.choice(["S", "C", "Q", ""])])
   return str(path)
+
+
+@pytest.fixture(scope="session")
+def finished_runs(tmp_path_factory):
+  """Workdirs of finished runs, trained once per session: {"lenet", "text", "table", "linreg"}."""
+  from tests import runs  # pylint: disable=import-outside-toplevel
+  root = str(tmp_path_factory.mktemp("finished_runs"))
+  return {"lenet": runs.lenet_run(root), "text": runs.text_run(root),
+          "table": runs.table_run(root), "linreg": runs.regression_run(root)}

@@ -90,7 +90,7 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
       in resumed.stderr
   summary = json.loads((tmp_path / "w" / "summary.json").read_text())
   assert summary["epochs_run"] == 2
-  assert summary["test_accuracy"] > 0.9
+  assert summary["test_accuracy"] > 0.7  # The fake labels are 20% noise: at most ~82%.
   # The console ends with the run in words, the figures rounded from summary.json's.
   assert f"Test, best checkpoint: accuracy {100 * summary['test_accuracy']:.2f}%, loss " \
       f"{summary['test_loss']:.4g}, top5_accuracy " in resumed.stdout
@@ -167,3 +167,28 @@ def test_sigterm_during_start_up_is_exit_130_and_writes_nothing(tmp_path):
   assert process.returncode == 130, stderr
   assert "jaxlearn: stopped by SIGTERM." in stderr
   assert not os.path.exists(tmp_path / "w")
+
+
+def _tree(directory) -> dict[str, bytes]:
+  return {os.path.relpath(os.path.join(root, name), directory):
+          open(os.path.join(root, name), "rb").read()
+          for root, _, names in os.walk(directory) for name in names if name != ".lock"}
+
+
+def test_a_corrupt_best_checkpoint_is_one_message_and_changes_nothing(tmp_path):
+  root = make_fake_mnist(tmp_path / "data")
+  args = (f"--workdir={tmp_path / 'w'}", f"--config.data.dir={root}", "--config.num_epochs=1",
+          "--config.batch_size=64")
+  assert _main(*args).returncode == 0
+  best = tmp_path / "w" / "checkpoints" / "best"
+  for path in best.rglob("*"):
+    if path.is_file():
+      path.write_bytes(b"garbage")
+  before = _tree(tmp_path / "w")
+  result = _main(*args)
+  assert result.returncode == 2
+  error_lines = [line for line in result.stderr.splitlines() if line[:1] in ("E", "T")]
+  assert len(error_lines) == 0, result.stderr  # No Orbax log errors, no traceback ...
+  assert re.search(r"jaxlearn: error: The checkpoint \S+/best/\d+ could not be read .*"
+                   "Nothing was changed in the workdir.", result.stderr)  # ... one message.
+  assert _tree(tmp_path / "w") == before  # Not even an empty TensorBoard event file.

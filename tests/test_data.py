@@ -211,12 +211,16 @@ class _FakeTfds:
     self.calls.append((name, kwargs))
     if self.error:
       raise self.error
-    make = lambda n: {"image": np.zeros((n, 28, 28, 1), np.uint8), "label": np.arange(n) % 10}
-    return [make(6), make(4)]
+    make = lambda n: [{"image": np.zeros((n, 28, 28, 1), np.uint8), "label": np.arange(n) % 10}]
+    return [make(6), make(4)], _FakeInfo()
 
   @staticmethod
   def as_numpy(tree):
     return tree
+
+
+class _FakeInfo:
+  features = {"label": type("ClassLabel", (), {"names": [str(i) for i in range(10)]})()}
 
 
 def test_tfds_source_returns_the_same_arrays_as_local_files(monkeypatch):

@@ -158,6 +158,27 @@ def test_an_infinite_cell_is_named_with_its_line(tmp_path):
 def test_common_binary_labels_read_as_0_and_1(tmp_path, no, yes):
   raw = data.load_raw(_table(tmp_path, f"x,y\n1,{yes}\n2,{no}\n3,{yes}\n"))
   np.testing.assert_array_equal(raw.train[1], [1, 0, 1])
+  assert raw.class_names == (no.lower(), yes.lower())
+
+
+def test_class_names_of_any_two_words_are_kept_for_reports(tmp_path):
+  rows = "".join(f"{i},{'dog' if i % 3 else 'cat'}\n" for i in range(30))
+  config = _table(tmp_path, "x,y\n" + rows)
+  raw = data.load_raw(config)
+  assert raw.class_names == ("cat", "dog")
+  np.testing.assert_array_equal(raw.train[1][:4], [0, 1, 1, 0])
+  splits = data.make_splits(raw, config, seed=0)
+  assert splits.preprocessing["class_names"] == ["cat", "dog"]
+
+
+@pytest.mark.parametrize("name,first,last", [("mnist", "0", "9"),
+                                             ("fashion_mnist", "T-shirt/top", "Ankle boot")])
+def test_image_datasets_keep_their_class_names(tmp_path, name, first, last):
+  root = make_fake_mnist(tmp_path, name=name)
+  config = _data_config(name=name, dir=root)
+  splits = data.make_splits(data.load_raw(config), config, seed=0)
+  names = splits.preprocessing["class_names"]
+  assert len(names) == 10 and names[0] == first and names[-1] == last
 
 
 def test_files_jaxlearn_writes_are_valid_json_even_with_nan(small_config, tmp_path):
@@ -222,7 +243,8 @@ def test_image_of_the_wrong_shape_for_the_model_is_named(tmp_path):
   raw = data.from_arrays(train=(rng.integers(0, 255, (64, 32, 32, 3), dtype=np.uint8),
                                 rng.integers(0, 10, 64)))
   with pytest.raises(ConfigError, match="Model 'lenet5' cannot take this data: inputs shaped "
-                     "\\(32, 32, 3\\) \\(float32\\) per example"):
+                     "\\(32, 32, 3\\) \\(float32\\) per example and targets shaped \\(\\); "
+                     "it takes images shaped \\(28, 28, 3\\) "):
     train.train_and_evaluate(config, str(tmp_path / "w"), raw=raw)
   assert not os.path.exists(tmp_path / "w")
 
@@ -278,9 +300,10 @@ def test_sst2_from_tfds_uses_validation_as_test(monkeypatch):
     @classmethod
     def load(cls, name, split, **kwargs):
       cls.calls.append((name, split))
-      make = lambda n: {"sentence": np.array([b"a fine film"] * n), "label": np.arange(n) % 2,
-                        "idx": np.arange(n)}
-      return [make(6), make(4)]
+      make = lambda n: [{"sentence": np.array([b"a fine film"] * n), "label": np.arange(n) % 2,
+                         "idx": np.arange(n)}]
+      info = type("Info", (), {"features": {}})
+      return [make(6), make(4)], info
 
     @staticmethod
     def as_numpy(tree):

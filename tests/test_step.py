@@ -195,7 +195,8 @@ def test_a_chunk_merges_any_metric_kind_not_only_sums():
 def test_inputs_the_model_cannot_take_are_named_at_trace_time(shape):
   batch = {"inputs": np.zeros(shape, np.float32), "targets": np.zeros(4, np.int32)}
   expected = rf"LeNet5 cannot take inputs shaped \({', '.join(map(str, shape[1:]))},?\) " \
-      r"\(float32\) per example \(a batch of 4\): .*Feed it the input shape it was built for"
+      r"\(float32\) per example \(a batch of 4\); it takes images shaped \(28, 28, 1\): " \
+      r".*Feed it the input shape it was built for"
   with pytest.raises(ValueError, match=expected):
     jax.jit(train_step)(_state(), batch)
   with pytest.raises(ValueError, match=expected):

@@ -26,6 +26,13 @@ IDX_ORIGINS = {
 }
 SYSTEM_DIRS = {"fashion_mnist": ("/usr/share/datasets/fashion-mnist",)}
 IDX_CLASSES = 10  # MNIST and Fashion-MNIST
+CLASS_NAMES = {
+    "mnist": tuple(str(digit) for digit in range(10)),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+}
 
 CIFAR10_FILES = {"train": tuple(f"data_batch_{i}.bin" for i in range(1, 6)),
                  "test": ("test_batch.bin",)}
@@ -58,7 +65,7 @@ def load_idx_dir(directory: str, name: str) -> RawData:
                       " (N, H, W) images and N labels. Download both files again.")
     _check_labels(labels, IDX_CLASSES, labels_path)
     raw[split] = (images[..., None], labels.astype(np.int32))
-  return RawData("image", raw["train"], raw["test"])
+  return RawData("image", raw["train"], raw["test"], class_names=CLASS_NAMES.get(name, ()))
 
 
 def _check_labels(labels: np.ndarray, num_classes: int, path: str) -> None:
@@ -88,7 +95,7 @@ def read_cifar10_dir(directory: str) -> RawData:
   splits = {split: [_read_cifar10_batch(os.path.join(directory, f)) for f in files]
             for split, files in CIFAR10_FILES.items()}
   train, test = (tuple(np.concatenate(parts) for parts in zip(*splits[s])) for s in splits)
-  return RawData("image", train, test)
+  return RawData("image", train, test, class_names=CLASS_NAMES["cifar10"])
 
 
 def _read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
@@ -110,9 +117,9 @@ def _read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tfds_images(data_config, how_to_get) -> RawData:
-  train, test = load_tfds(data_config, ("train", "test"), how_to_get)
+  (train, test), class_names = load_tfds(data_config, ("train", "test"), how_to_get)
   as_arrays = lambda s: (np.asarray(s["image"], np.uint8), np.asarray(s["label"], np.int32))
-  return RawData("image", as_arrays(train), as_arrays(test))
+  return RawData("image", as_arrays(train), as_arrays(test), class_names=class_names)
 
 
 def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:

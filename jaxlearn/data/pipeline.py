@@ -27,7 +27,8 @@ class Splits(NamedTuple):
   """Model-ready train/val/test arrays, and what was fitted on train to make them.
 
   `preprocessing` (JSON-able) is what inference needs to prepare new inputs
-  the same way: image mean/std, the text vocabulary, or the table encoder.
+  the same way (image mean/std, the text vocabulary, or the table encoder) and
+  to name its outputs (`class_names`, where the dataset has them).
   """
   train: Split
   val: Split
@@ -36,7 +37,28 @@ class Splits(NamedTuple):
 
 
 def make_splits(raw: RawData, data_config, seed: int) -> Splits:
-  """Shuffles (from `seed`) and splits `raw`, then fits preprocessing on train only."""
+  """Shuffles (from `seed`) and splits `raw`, then fits preprocessing on train only.
+
+  The preprocessing also records the dataset's class names and how one
+  example is stored (`input`: kind, shape, dtype) for inference and export.
+  """
+  train, val, test = split_raw(raw, data_config, seed)
+  if len(val[0]) == 0:
+    raise ConfigError("The validation split is empty, but the best checkpoint is chosen on it; "
+                      "set --config.data.val_fraction to a value in (0, 1).")
+  fitted = fit_preprocessing(raw, train[0], data_config)
+  if raw.class_names:
+    fitted["class_names"] = list(raw.class_names)
+  prepare = functools.partial(preprocess, raw.kind, fitted)
+  splits = Splits(*({"inputs": prepare(x), "targets": y} for x, y in (train, val, test)), fitted)
+  stored = to_stored(raw.kind, fitted, train[0][:1])
+  fitted["input"] = {"kind": raw.kind, "shape": list(stored.shape[1:]),
+                     "dtype": str(stored.dtype)}
+  return splits
+
+
+def split_raw(raw: RawData, data_config, seed: int) -> tuple[tuple, tuple, tuple]:
+  """The (inputs, targets) of train, val and test as read, cut the same way for a seed."""
   rng = np.random.default_rng(seed)
   if data_config.split_ratios or raw.test is None:
     train, val, test = _split_by_ratios(raw, data_config.split_ratios or DEFAULT_RATIOS, rng)
@@ -45,12 +67,7 @@ def make_splits(raw: RawData, data_config, seed: int) -> Splits:
     test = raw.test
   if data_config.max_train_examples:
     train = tuple(a[:data_config.max_train_examples] for a in train)
-  if len(val[0]) == 0:
-    raise ConfigError("The validation split is empty, but the best checkpoint is chosen on it; "
-                      "set --config.data.val_fraction to a value in (0, 1).")
-  fitted = fit_preprocessing(raw, train[0], data_config)
-  prepare = functools.partial(preprocess, raw.kind, fitted)
-  return Splits(*({"inputs": prepare(x), "targets": y} for x, y in (train, val, test)), fitted)
+  return train, val, test
 
 
 def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
@@ -70,8 +87,17 @@ def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
 
 def preprocess(kind: str, fitted: dict, inputs) -> np.ndarray:
   """Raw inputs -> the arrays a model takes, by what `fit_preprocessing` learnt."""
+  stored = to_stored(kind, fitted, inputs)
   if kind == "image":
-    return images.normalise_images(inputs, fitted["mean"], fitted["std"])
+    return images.normalise_images(stored, fitted["mean"], fitted["std"])
+  return stored
+
+
+def to_stored(kind: str, fitted: dict, inputs) -> np.ndarray:
+  """Raw inputs -> arrays as an exported model takes them: all but image normalisation.
+
+  uint8 pixels, int32 token ids, float32 table features, or the features as given.
+  """
   if kind == "text":
     return text.encode(inputs, fitted["vocabulary"], fitted["max_length"])
   if kind == "table":

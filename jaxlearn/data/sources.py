@@ -65,9 +65,17 @@ def local_or_tfds(data_config, read_local: Callable[[str], RawData],
   return read_tfds()
 
 
+# Examples per batch read from TFDS: whole splits at once (batch_size=-1) need TensorFlow to
+# hold each split twice, and TFDS's mock data cannot produce them.
+TFDS_READ_BATCH = 4096
+
+
 def load_tfds(data_config, splits: tuple[str, ...], how_to_get: Callable[[str], str],
-              tfds_name: str = "") -> list[dict]:
-  """The given TFDS splits as dicts of numpy arrays, downloading them if TFDS can."""
+              tfds_name: str = "") -> tuple[list[dict], tuple]:
+  """The given TFDS splits as dicts of numpy arrays, and the label's class names (or ()).
+
+  Downloads and prepares the dataset first if TFDS can.
+  """
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
@@ -76,11 +84,18 @@ def load_tfds(data_config, splits: tuple[str, ...], how_to_get: Callable[[str], 
               "config.data.source='tfds' but tensorflow-datasets is not installed")
     raise DataError(how_to_get(reason)) from e
   try:
-    loaded = tfds.load(tfds_name or data_config.name, split=list(splits), batch_size=-1,
-                       data_dir=data_config.tfds_data_dir or None)
+    loaded, info = tfds.load(tfds_name or data_config.name, split=list(splits),
+                             batch_size=TFDS_READ_BATCH, with_info=True,
+                             data_dir=data_config.tfds_data_dir or None)
+    arrays = [_concatenate(list(tfds.as_numpy(split))) for split in loaded]
   except Exception as e:  # TFDS raises many kinds when offline or unprepared.
     raise DataError(how_to_get(f"TFDS could not load or download it ({e})")) from e
-  return [tfds.as_numpy(split) for split in loaded]
+  label = info.features["label"] if "label" in info.features else None
+  return arrays, tuple(getattr(label, "names", None) or ())
+
+
+def _concatenate(batches: list[dict]) -> dict:
+  return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
 
 
 def check_pairs(inputs, targets, what: str) -> None:

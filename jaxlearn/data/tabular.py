@@ -37,9 +37,9 @@ def load_csv(data_config) -> RawData:
   cells = np.array([[row[columns.index(c)] for c in features] for row in rows], object)
   for j, name in enumerate(features):
     _check_column(cells[:, j], name, path)
-  return RawData("table", (cells, _parse_targets([row[columns.index(target)] for row in rows],
-                                                  path, target)),
-                 columns=tuple(features))
+  targets, class_names = _parse_targets([row[columns.index(target)] for row in rows], path,
+                                        target)
+  return RawData("table", (cells, targets), columns=tuple(features), class_names=class_names)
 
 
 def fit_table_encoder(cells: np.ndarray, columns: tuple) -> list[dict]:
@@ -141,7 +141,8 @@ def _number(text: str) -> float | None:
     return None
 
 
-def _parse_targets(values: list[str], path: str, target: str) -> np.ndarray:
+def _parse_targets(values: list[str], path: str, target: str) -> tuple[np.ndarray, tuple]:
+  """The targets as numbers (class ids or values), and the class names of word targets."""
   missing = [i + 2 for i, v in enumerate(values) if v.strip().lower() in MISSING]
   if missing:
     raise DataError(f"{path}: the target column {target!r} is empty on line(s) "
@@ -149,17 +150,17 @@ def _parse_targets(values: list[str], path: str, target: str) -> np.ndarray:
   words = {v.strip().lower() for v in values}
   for pair in BINARY_WORDS:
     if words <= set(pair):
-      return np.array([pair[v.strip().lower()] for v in values], np.int32)
+      return np.array([pair[v.strip().lower()] for v in values], np.int32), tuple(pair)
   numbers = _as_numbers(np.array(values, object))
   if numbers is not None and not np.isfinite(numbers).all():
     line = int(np.flatnonzero(~np.isfinite(numbers))[0]) + 2
     raise DataError(f"{path}: the target column {target!r} holds {values[line - 2].strip()!r} "
                     f"on line {line}; targets must be finite numbers or class names.")
-  if numbers is None:
-    return labels_to_ids(np.array([v.strip() for v in values]))[0]
+  if numbers is None:  # Class names: ids in sorted order of the names.
+    return labels_to_ids(np.array([v.strip() for v in values]))
   if np.all(numbers == np.round(numbers)):
-    return numbers.astype(np.int32)
-  return numbers.astype(np.float32)
+    return numbers.astype(np.int32), ()
+  return numbers.astype(np.float32), ()
 
 
 def _as_numbers(values: np.ndarray) -> np.ndarray | None:

@@ -17,6 +17,7 @@ from jaxlearn.data.sources import RawData, check_pairs, labels_to_ids, load_tfds
 from jaxlearn.errors import ConfigError, DataError
 
 PAD, UNK = 0, 1
+SST2_CLASSES = ("negative", "positive")  # GLUE's label 0 and 1
 _WORD = re.compile(r"[a-z0-9]+|'[a-z]+|[^\sa-z0-9]")
 
 
@@ -93,7 +94,8 @@ def _read_sst2_dir(directory: str) -> RawData:
     raise DataError(_how_to_get_sst2(f"{', '.join(missing)} not found in {directory}"))
   (train_x, train_y), (test_x, test_y) = (
       read_labelled_table(p, "sentence", "label", "\t") for p in paths)
-  return RawData("text", (train_x, labels_to_ids(train_y)[0]), (test_x, labels_to_ids(test_y)[0]))
+  return RawData("text", (train_x, labels_to_ids(train_y)[0]), (test_x, labels_to_ids(test_y)[0]),
+                 class_names=SST2_CLASSES)
 
 
 def _read_imdb_dir(directory: str) -> RawData:
@@ -124,10 +126,10 @@ def _read_pos_neg_folders(directory: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tfds_text(data_config, tfds_name, splits, text_key, how_to_get) -> RawData:
-  loaded = load_tfds(data_config, splits, how_to_get, tfds_name=tfds_name)
+  loaded, class_names = load_tfds(data_config, splits, how_to_get, tfds_name=tfds_name)
   as_arrays = lambda s: (np.array([t.decode("utf-8") for t in s[text_key]], object),
                          np.asarray(s["label"], np.int32))
-  return RawData("text", *(as_arrays(s) for s in loaded))
+  return RawData("text", *(as_arrays(s) for s in loaded), class_names=class_names)
 
 
 def _how_to_get_sst2(reason: str) -> str:

@@ -1,7 +1,9 @@
 """The model zoo: Flax NNX modules, built by name from `config.model`.
 
 Every model is called as `model(x, train=..., rngs=...)` and used by the
-training step as a pure function (split once into graphdef + state).
+training step as a pure function (split once into graphdef + state). Its
+`expected_input` says in words what one example must look like; error
+messages quote it.
 """
 
 import inspect

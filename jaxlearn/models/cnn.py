@@ -17,6 +17,7 @@ class SimpleCNN(nnx.Module):
   def __init__(self, num_classes: int = 10, in_channels: int = 1,
                image_size: Sequence[int] = (28, 28), channels: Sequence[int] = (32,),
                hidden: int = 0, dropout: float = 0.0, *, rngs: nnx.Rngs):
+    self.expected_input = f"images shaped ({image_size[0]}, {image_size[1]}, {in_channels})"
     sizes = [in_channels, *channels]
     self.convs = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
                            for a, b in zip(sizes, sizes[1:])])

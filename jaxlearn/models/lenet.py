@@ -12,6 +12,7 @@ class LeNet5(nnx.Module):
   """
 
   def __init__(self, num_classes: int = 10, in_channels: int = 1, *, rngs: nnx.Rngs):
+    self.expected_input = f"images shaped (28, 28, {in_channels})"
     self.conv1 = nnx.Conv(in_channels, 6, (5, 5), padding=2, rngs=rngs)
     self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
     self.conv3 = nnx.Conv(16, 120, (5, 5), padding="VALID", rngs=rngs)

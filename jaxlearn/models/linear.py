@@ -12,6 +12,7 @@ class LinearRegression(nnx.Module):
   """
 
   def __init__(self, in_features: int = 1, out_features: int = 1, *, rngs: nnx.Rngs):
+    self.expected_input = f"{in_features} values per example (any shape; flattened)"
     self.linear = nnx.Linear(in_features, out_features, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
@@ -29,6 +30,7 @@ class SimpleClassifier(nnx.Module):
 
   def __init__(self, in_features: int = 2, hidden: int = 4, num_classes: int = 1, *,
                rngs: nnx.Rngs):
+    self.expected_input = f"{in_features} values per example (any shape; flattened)"
     self.hidden = nnx.Linear(in_features, hidden, rngs=rngs)
     self.out = nnx.Linear(hidden, num_classes, rngs=rngs)
 

@@ -22,6 +22,7 @@ class MLP(nnx.Module):
                layer_norm: bool = False, dropout: float = 0.0, *, rngs: nnx.Rngs):
     if batch_norm and layer_norm:
       raise ConfigError("config.model: MLP takes batch_norm=True or layer_norm=True, not both.")
+    self.expected_input = f"{in_features} values per example (any shape; flattened)"
     sizes = [in_features, *hidden]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
     if batch_norm:

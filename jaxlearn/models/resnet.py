@@ -55,6 +55,7 @@ class ResNet(nnx.Module):
     if len(blocks) != len(widths):
       raise ConfigError(f"ResNet: blocks {tuple(blocks)} and widths {tuple(widths)} must have "
                        "one entry per stage.")
+    self.expected_input = f"images shaped (height, width, {in_channels})"
     self.small_images = small_images
     kernel, stride = ((3, 3), 1) if small_images else ((7, 7), 2)
     self.stem = nnx.Conv(in_channels, widths[0], kernel, strides=stride, padding="SAME",

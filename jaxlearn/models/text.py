@@ -31,6 +31,7 @@ class RNNClassifier(nnx.Module):
                dropout: float = 0.0, *, rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ConfigError(f"config.model.cell={cell!r}; choose one of {sorted(CELLS)}.")
+    self.expected_input = f"int token ids shaped (length,), each below {vocab_size}"
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
     # The initial state is zeros (given in the call), so the RNN needs no random stream.
     make_rnn = lambda: nnx.RNN(CELLS[cell](embed_dim, hidden, rngs=rngs), return_carry=True,
@@ -83,6 +84,7 @@ class EmbeddingBagMLP(nnx.Module):
 
   def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64,
                hidden: Sequence[int] = (64,), dropout: float = 0.0, *, rngs: nnx.Rngs):
+    self.expected_input = f"int token ids shaped (length,), each below {vocab_size}"
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
     sizes = [embed_dim, *hidden]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])

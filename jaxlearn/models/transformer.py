@@ -62,6 +62,7 @@ class DigitTransformer(nnx.Module):
                         f"{height}x{width}.")
     if dim % heads:
       raise ConfigError(f"DigitTransformer: dim={dim} must be divisible by heads={heads}.")
+    self.expected_input = f"images shaped ({height}, {width}, {in_channels})"
     self.tokens, self.patch_size = tokens, patch_size
     if tokens == "patches":
       length, token_features = (height // patch_size) * (width // patch_size), \

@@ -1,0 +1,49 @@
+"""Small finished training runs of each task and input kind, for the after-training tests."""
+
+import os
+
+from configs import linreg, mnist_lenet, sst2_gru, tabular_mlp
+from jaxlearn import train
+from tests.conftest import make_fake_mnist, make_fake_text, make_titanic_csv
+
+
+def _quiet(config):
+  config.progress_bar = False
+  config.compilation_cache_dir = ""
+  return config
+
+
+def lenet_run(root) -> str:
+  """LeNet-5 on the fake MNIST (20% label noise, so it makes mistakes to analyse)."""
+  config = _quiet(mnist_lenet.get_config())
+  config.data.dir = make_fake_mnist(os.path.join(root, "data"))
+  config.batch_size, config.eval_batch_size, config.num_epochs = 64, 80, 2
+  train.train_and_evaluate(config, os.path.join(root, "lenet"))
+  return os.path.join(root, "lenet")
+
+
+def text_run(root) -> str:
+  """A small GRU on generated SST-2-style sentences."""
+  config = _quiet(sst2_gru.get_config())
+  config.data.dir = make_fake_text(os.path.join(root, "text_data"), "sst2")
+  config.data.max_length = 32
+  config.model.embed_dim, config.model.hidden = 16, 16
+  config.batch_size, config.eval_batch_size, config.num_epochs = 32, 50, 2
+  train.train_and_evaluate(config, os.path.join(root, "gru"))
+  return os.path.join(root, "gru")
+
+
+def table_run(root) -> str:
+  """The Titanic-style MLP (binary task; numbers, categories, missing cells)."""
+  config = _quiet(tabular_mlp.get_config())
+  config.data.path = make_titanic_csv(os.path.join(root, "titanic.csv"))
+  config.num_epochs = 5
+  train.train_and_evaluate(config, os.path.join(root, "titanic"))
+  return os.path.join(root, "titanic")
+
+
+def regression_run(root) -> str:
+  config = _quiet(linreg.get_config())
+  config.num_epochs = 2
+  train.train_and_evaluate(config, os.path.join(root, "linreg"))
+  return os.path.join(root, "linreg")
