@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 import os
+import signal
 import time
 from typing import Callable, NamedTuple
 
@@ -320,6 +321,9 @@ def main(argv):
         f"http://{values.host}:{values.port}/ ; compiled batch sizes {list(BATCH_SIZES)} in "
         f"{time.perf_counter() - started:.1f} s. POST /v1/models/{model.name}:predict",
         flush=True)
+  # uvicorn drains the requests in flight on SIGTERM, then raises the signal again for the
+  # handler it found: this one, so that a drained server exits 0.
+  signal.signal(signal.SIGTERM, lambda *_: None)
   uvicorn.run(app, host=values.host, port=values.port, log_level=values.log_level,
               access_log=False)
 
