@@ -158,8 +158,9 @@ def _fits_dtype(array: np.ndarray, spec: InputSpec) -> bool:
     return array.dtype.kind in "iuf"
   if array.dtype == np.uint8:
     return True
-  return (array.dtype.kind in "iuf" and array.size > 0 and array.min() >= 0
-          and array.max() <= 255 and np.all(array == np.round(array)))
+  if array.dtype.kind not in "iuf" or array.size == 0 or array.min() < 0 or array.max() > 255:
+    return False
+  return array.dtype.kind != "f" or bool(np.all(array == np.round(array)))
 
 
 def _load_npy(path: str) -> np.ndarray:
