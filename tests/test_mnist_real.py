@@ -3,7 +3,7 @@
 import pytest
 
 from configs import mnist_lenet, mnist_mlp
-from jaxlearn import train
+from jaxlearn import evaluate, train
 
 
 def _config(mnist_root, **overrides):
@@ -21,9 +21,14 @@ def test_one_epoch_of_lenet5_reaches_98_percent(mnist_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_default_config_reaches_99_percent(mnist_root, tmp_path):
+def test_default_config_reaches_99_percent_and_evaluate_agrees(mnist_root, tmp_path):
   summary = train.train_and_evaluate(_config(mnist_root), str(tmp_path))
   assert summary["test_accuracy"] >= 0.99, summary
+  report = evaluate.evaluate_run(str(tmp_path), "test")
+  assert report["num_examples"] == 10_000
+  assert report["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+  assert [c["support"] for c in report["per_class"]] == [980, 1135, 1032, 1010, 982, 892, 958,
+                                                         1028, 974, 1009]  # MNIST's test set.
 
 
 def test_one_epoch_of_lenet5_in_bf16_reaches_98_percent(mnist_root, tmp_path):
