@@ -28,6 +28,7 @@ _EXPORTS = {
     "Predictor": "jaxlearn.inference",
     "export_run": "jaxlearn.export",
     "evaluate_run": "jaxlearn.evaluate",
+    "gradcheck": "jaxlearn.gradients",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlearn import checkpoint, data, init, optim, tasks, xla_cpu
+from jaxlearn import checkpoint, data, finetune, init, optim, tasks, xla_cpu
 from jaxlearn import state as state_lib
 from jaxlearn.errors import ConfigError
 from jaxlearn.models import create_model
@@ -69,23 +69,36 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
   updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
   schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                  updates_per_epoch, updates_per_epoch * config.num_epochs)
-  tx = optim.make_optimizer(config.optimizer, schedule)
+  freeze = finetune.parse_patterns(config.freeze)
+  tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze))
   options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
 
   def build():
     model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
     model = create_model(config.model, nnx.Rngs(params=model_key), dims)
     init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
-    return state_lib.create_train_state(model, tx, step_key, **options)
+    params = state_lib.pure(nnx.state(model, nnx.Param))
+    names = finetune.paths(params)
+    finetune.check_patterns(freeze, names, "config.freeze")
+    multipliers = finetune.parse_multipliers(config.optimizer.lr_multipliers)
+    finetune.check_patterns([p for p, _ in multipliers], names,
+                            "config.optimizer.lr_multipliers")
+    finetune.log_plan(params, freeze, multipliers)
+    return state_lib.create_train_state(model, tx, step_key, **options,
+                                        frozen_layers=finetune.frozen_layers(params, freeze))
 
   platform = jax.devices()[0].platform
   compiler_options = xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}
   return jax.jit(build, compiler_options=compiler_options)()
 
 
-def start_from_checkpoint(state, source: str) -> state_lib.TrainState:
-  """`state` afresh, with the parameters that match `source`'s best checkpoint copied in."""
-  params, _, _ = checkpoint.load_matching_params(source, state.params)
-  model = nnx.merge(state.graphdef, params, state.model_state)
+def start_from_checkpoint(state, source: str, include: str = "") -> state_lib.TrainState:
+  """`state` afresh, with the parameters (and their layers' statistics) that match `source`'s
+  best checkpoint copied in; `include` (patterns, see jaxlearn.finetune) limits which."""
+  params, model_state, _, _ = checkpoint.load_matching_params(
+      source, state.params, state.model_state,
+      tuple(finetune.parse_patterns(include, "config.init.from_checkpoint_include")))
+  model = nnx.merge(state.graphdef, params, model_state)
   return state_lib.create_train_state(model, state.tx, state.rng, ema_decay=state.ema_decay,
-                                      compute_dtype=state.compute_dtype)
+                                      compute_dtype=state.compute_dtype,
+                                      frozen_layers=state.frozen_layers)

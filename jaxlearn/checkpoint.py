@@ -8,13 +8,14 @@ small JSON record of the loop's progress (epoch, best metric so far, history).
 import contextlib
 import logging as python_logging
 import os
+import re
 
 from absl import logging
 import jax
 import orbax.checkpoint as ocp
 
 from jaxlearn.errors import CheckpointError
-from jaxlearn.state import TrainState
+from jaxlearn.state import TrainState, path_name
 
 
 class Checkpoints:
@@ -137,40 +138,42 @@ def load_best_arrays(source: str, what: str = "") -> dict:
   return stored["state"]
 
 
-def load_matching_params(source: str, params):
-  """`params` with each array whose path and shape match one in `source`'s best checkpoint.
+def load_matching_params(source: str, params, model_state=None, include: tuple = ()):
+  """`params` (and `model_state`) with each array whose path and shape match `source`'s.
 
   For transfer learning: `source` is another run's workdir (or a checkpoint
-  series such as WORKDIR/checkpoints/best); the rest (say, a classifier head of
-  another size) keep their fresh initialisation. Returns (params, names copied,
-  names kept).
+  series such as WORKDIR/checkpoints/best), read from its best checkpoint; the
+  rest (say, a classifier head of another size) keep their fresh
+  initialisation. Model state (batch-norm statistics) of the copied layers comes
+  along. `include` (regular expressions over paths) limits what is copied, e.g.
+  `("conv.*",)` keeps a fresh head of the same size. Returns (params,
+  model_state, names copied, names kept).
   """
   stored = load_best_arrays(source, " (config.init.from_checkpoint)")
-  flat, _ = jax.tree_util.tree_flatten_with_path(stored["params"])
-  source_params = {path_name(path): leaf for path, leaf in flat}
   copied, kept = [], []
+  params = _copy_matching(stored["params"], params, include, copied, kept)
+  if model_state is not None:
+    model_state = _copy_matching(stored.get("model_state", {}), model_state, include, [], [])
+  logging.info("Copied %d parameter arrays from %s%s; %d keep their init%s.", len(copied),
+               source, f" (config.init.from_checkpoint_include={','.join(include)})"
+               if include else "", len(kept), f" ({', '.join(kept)})" if kept else "")
+  return params, model_state, copied, kept
+
+
+def _copy_matching(stored, tree, include, copied: list, kept: list):
+  flat, _ = jax.tree_util.tree_flatten_with_path(stored)
+  source = {path_name(path): leaf for path, leaf in flat}
+  wanted = lambda name: not include or any(re.fullmatch(p, name) for p in include)
 
   def take(path, leaf):
     name = path_name(path)
-    if name in source_params and source_params[name].shape == leaf.shape:
+    if wanted(name) and name in source and source[name].shape == leaf.shape:
       copied.append(name)
-      return jax.numpy.asarray(source_params[name], leaf.dtype)
+      return jax.numpy.asarray(source[name], leaf.dtype)
     kept.append(name)
     return leaf
 
-  params = jax.tree_util.tree_map_with_path(take, params)
-  logging.info("Copied %d parameter arrays from %s; %d keep their init%s.", len(copied),
-               source, len(kept), f" ({', '.join(kept)})" if kept else "")
-  return params, copied, kept
-
-
-def path_name(path) -> str:
-  """'conv1/kernel' for a pytree key path."""
-  parts = []
-  for key in path:
-    parts.append(next((str(getattr(key, attr)) for attr in ("key", "name", "idx")
-                       if hasattr(key, attr)), str(key)))
-  return "/".join(parts)
+  return jax.tree_util.tree_map_with_path(take, tree)
 
 
 def _shapes_by_path(tree) -> dict[str, tuple]:

@@ -12,7 +12,7 @@ from jaxlearn.tasks import CLASSIFICATION
 
 def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, augment=None,
                   steps_per_call: int = 1, cpu_kernels: bool = True,
-                  static_count: bool | None = None):
+                  static_count: bool | None = None, loss_fn=None):
   """Compiled `train_steps` (chunks of up to `steps_per_call` steps) and `eval_step`.
 
   Both take their batches from data already on the devices, so a chunk is one
@@ -20,7 +20,8 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
   it in place. `augment(images, key)` (see jaxlearn.data.augment) runs inside
   the train step. The train function is called as
   `train_chunk(state, epoch, first, count)` for steps first..first+count-1 of
-  a `pipeline.Epoch`, the eval one as `eval_batch(state, batches, i)`.
+  a `pipeline.Epoch`, the eval one as `eval_batch(state, batches, i)`. `loss_fn`
+  replaces the task's loss in training (e.g. `jaxlearn.distill.make_loss`).
 
   On a CPU mesh, `cpu_kernels` compiles both with `jaxlearn.xla_cpu`.
 
@@ -40,8 +41,8 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
 
   def train_chunk(state, epoch, first, count):
     return train_steps(state, lambda i: epoch.batch(first + i), count, max_count=steps_per_call,
-                       task=task, skip_nonfinite=skip_nonfinite, augment=augment,
-                       model_transform=transform)
+                       task=task, loss_fn=loss_fn, skip_nonfinite=skip_nonfinite,
+                       augment=augment, model_transform=transform)
 
   def eval_batch(state, batches, i):
     return eval_step(state, jax.tree.map(lambda b: b[i], batches), task=task,

@@ -87,6 +87,12 @@ def default_config() -> ml_collections.ConfigDict:
   # A workdir (or its checkpoints/best) to copy matching parameters from
   # (transfer learning); parameters whose name or shape differ keep their init.
   config.init.from_checkpoint = ""
+  # Which of its parameters to copy (patterns as config.freeze; empty: all that match in shape),
+  # e.g. "conv.*" for a fresh head of the same size.
+  config.init.from_checkpoint_include = ""
+  # Fine-tuning: comma-separated regular expressions over parameter paths ("conv1/kernel")
+  # whose parameters get no update (jaxlearn.finetune), e.g. "conv.*".
+  config.freeze = ""
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = "adam"
@@ -108,6 +114,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.optimizer.clip_value = 0.0  # clip each gradient entry to +-this; 0: off
   # Average gradients over k batches before each update (a k-times larger batch).
   config.optimizer.accumulate_steps = 1
+  # Per-parameter learning-rate multipliers, "PATTERN=NUMBER,...", first match wins, e.g.
+  # "head/.*=1,.*=0.1" (discriminative learning rates; jaxlearn.finetune).
+  config.optimizer.lr_multipliers = ""
 
   # PyTorch's lr_scheduler names and units (see jaxlearn.optim.SCHEDULES).
   config.schedule = ml_collections.ConfigDict()
@@ -139,6 +148,12 @@ def default_config() -> ml_collections.ConfigDict:
   config.precision = "fp32"
   # Exponential moving average of the weights, used for evaluation; 0: off.
   config.ema_decay = 0.0
+  # Knowledge distillation from a finished run (jaxlearn.distill): its workdir, the softmax
+  # temperature T, and the weight of the teacher's term (1 - alpha goes to the labels).
+  config.distill = ml_collections.ConfigDict()
+  config.distill.teacher = ""
+  config.distill.temperature = 4.0
+  config.distill.alpha = 0.9
 
   config.batch_size = 128
   config.eval_batch_size = 1000
@@ -233,6 +248,9 @@ def validate(config, num_devices: int = 1) -> None:
   for name, allowed in choices.items():
     if config[name] not in allowed:
       raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")
+  if not config.distill.temperature > 0 or not 0 <= config.distill.alpha <= 1:
+    raise ConfigError(f"config.distill.temperature={config.distill.temperature} must be "
+                      f"positive and config.distill.alpha={config.distill.alpha} in [0, 1].")
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f"config.ema_decay={config.ema_decay}; use 0 (off) or a decay in (0, 1) "
                       "such as 0.999.")

@@ -121,9 +121,9 @@ class Predictor:
     self.class_names = run.class_names()
     self._fn = jax.jit(make_inference_fn(run))
 
-  def predict(self, inputs) -> np.ndarray:
+  def predict(self, inputs, invert: bool = False) -> np.ndarray:
     """Probabilities (or values) for a list of raw inputs (see `jaxlearn.inputs.encode`)."""
-    stored, _ = inputs_lib.encode_many(inputs, self.spec)
+    stored, _ = inputs_lib.encode_many(inputs, self.spec, invert)
     return self.predict_stored(stored)
 
   def predict_stored(self, stored: np.ndarray) -> np.ndarray:

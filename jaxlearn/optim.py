@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxlearn import finetune
 from jaxlearn.errors import ConfigError
 
 
@@ -95,7 +96,8 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.GradientTransformation:
+def make_optimizer(optimizer_config, schedule: optax.Schedule,
+                   freeze: tuple[str, ...] = ()) -> optax.GradientTransformation:
   """Builds the optimizer with its learning rate read from `schedule` at every step.
 
   Gradient clipping (`clip_norm`, `clip_value`) runs before the optimizer, and
@@ -104,6 +106,8 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
   rate is `schedule(update) * lr_scale`, both kept in the optimizer state
   (`optax.inject_hyperparams`): the step reports it from there and the plateau
   schedule changes `lr_scale` between epochs (`jaxlearn.plateau`).
+  Parameters matching a `freeze` pattern get no update and no optimizer state;
+  `lr_multipliers` scales the others' updates (see `jaxlearn.finetune`).
 
   Example:
     tx = make_optimizer(config.optimizer, optax.constant_schedule(1e-3))
@@ -116,6 +120,7 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
     raise ConfigError(f"config.optimizer.accumulate_steps={c.accumulate_steps}; use 1 (no "
                       "accumulation) or more.")
   settings = _settings(c)
+  multipliers = finetune.parse_multipliers(c.get("lr_multipliers", ""))
 
   def build(learning_rate, lr_scale):
     clipping = []
@@ -123,7 +128,10 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule) -> optax.Gradient
       clipping.append(optax.clip(c.clip_value))
     if c.clip_norm:
       clipping.append(optax.clip_by_global_norm(c.clip_norm))
-    return optax.chain(*clipping, OPTIMIZERS[c.name](c, settings, learning_rate * lr_scale))
+    scaling = [finetune.scale_by_path(multipliers)] if multipliers else []
+    return finetune.with_frozen(
+        optax.chain(*clipping, OPTIMIZERS[c.name](c, settings, learning_rate * lr_scale),
+                    *scaling), list(freeze))
 
   tx = optax.inject_hyperparams(build)(learning_rate=schedule, lr_scale=1.0)
   if c.accumulate_steps > 1:

@@ -38,12 +38,13 @@ def gather_inputs(paths: list[str], texts: list[str], spec: inputs_lib.InputSpec
   return pairs
 
 
-def predict_records(predictor: inference.Predictor, pairs, top_k: int) -> list[dict]:
+def predict_records(predictor: inference.Predictor, pairs, top_k: int,
+                    invert: bool = False) -> list[dict]:
   """One record per input: {"input", "top" | "probability" | "value", "notes"}."""
   encoded = []
   for label, raw in pairs:
     try:
-      encoded.append(inputs_lib.encode(raw, predictor.spec))
+      encoded.append(inputs_lib.encode(raw, predictor.spec, invert))
     except InputError as e:
       raise InputError(f"{label}: {e}") from None
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -88,7 +89,7 @@ def main(argv):
   values = flags.FLAGS
   predictor = inference.load_predictor(values.workdir)
   pairs = gather_inputs(argv[1:], values.text or [], predictor.spec)
-  for record in predict_records(predictor, pairs, values.top_k):
+  for record in predict_records(predictor, pairs, values.top_k, values.invert):
     print(json.dumps(record) if values.json else format_record(record))
   sys.stdout.flush()
 
@@ -100,5 +101,7 @@ if __name__ == "__main__":
   _flags.DEFINE_integer("top_k", 3, "Classes shown per input (classification).", lower_bound=1)
   _flags.DEFINE_bool("json", False, "Print one JSON object per input and line.")
   _flags.DEFINE_multi_string("text", None, "A text to classify (text models); repeatable.")
+  _flags.DEFINE_bool("invert", False, "Images: use 255 - pixel (dark ink on light paper for a "
+                     "model trained on light strokes on black, as MNIST's).")
   _flags.mark_flags_as_required(["workdir"])
   cli.run(main)

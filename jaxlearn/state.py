@@ -11,6 +11,7 @@ import optax
 
 # `nnx.pure` (State of Variables -> State of plain arrays) is `nnx.as_pure` in newer flax.
 _as_arrays = getattr(nnx, "as_pure", None) or nnx.pure
+pure = _as_arrays
 
 
 @flax.struct.dataclass
@@ -35,6 +36,9 @@ class TrainState:
   ema_decay: float = flax.struct.field(pytree_node=False, default=0.0)
   # None: compute in the parameters' dtype; jnp.bfloat16: mixed precision.
   compute_dtype: Any = flax.struct.field(pytree_node=False, default=None)
+  # Layers whose model state (batch-norm statistics) training leaves as it is: those
+  # all of whose parameters are frozen (`jaxlearn.finetune`).
+  frozen_layers: tuple = flax.struct.field(pytree_node=False, default=())
 
   @property
   def eval_params(self) -> nnx.State:
@@ -84,7 +88,8 @@ def _cast_floats(tree, dtype):
 
 
 def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng: jax.Array, *,
-                       ema_decay: float = 0.0, compute_dtype=None) -> TrainState:
+                       ema_decay: float = 0.0, compute_dtype=None,
+                       frozen_layers: tuple = ()) -> TrainState:
   """Splits `model` once into graph + state and initialises the optimizer.
 
   Args:
@@ -104,7 +109,17 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng:
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                     opt_state=tx.init(params), rng=rng, graphdef=graphdef, tx=tx,
                     ema_params=jax.tree.map(jnp.copy, params) if ema_decay else None,
-                    ema_decay=ema_decay, compute_dtype=compute_dtype)
+                    ema_decay=ema_decay, compute_dtype=compute_dtype,
+                    frozen_layers=frozen_layers)
+
+
+def path_name(path) -> str:
+  """'conv1/kernel' for a pytree key path: how checkpoints, logs and patterns name a parameter."""
+  parts = []
+  for key in path:
+    parts.append(next((str(getattr(key, attr)) for attr in ("key", "name", "idx")
+                       if hasattr(key, attr)), str(key)))
+  return "/".join(parts)
 
 
 def num_params(state: TrainState) -> int:

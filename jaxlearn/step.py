@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import losses, optim
+from jaxlearn import finetune, losses, optim
 from jaxlearn.state import TrainState
 from jaxlearn.tasks import CLASSIFICATION, Task
 
@@ -82,7 +82,7 @@ def _step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
 
   def objective(params):
     outputs, model_state = _call_model(forward, state, params, inputs, step_rng)
-    per_example = _per_example_loss(task, loss_fn, outputs, batch)
+    per_example = _per_example_loss(task, loss_fn, outputs, {**batch, "inputs": inputs})
     return losses.weighted_mean(per_example, weights), (per_example, outputs, model_state)
 
   grad_fn = jax.value_and_grad(objective, has_aux=True)
@@ -90,6 +90,7 @@ def _step(state: TrainState, batch: dict, *, task: Task = CLASSIFICATION,
   if axis_name is not None:  # Under pmap; with jit + sharding XLA adds this itself.
     grads = jax.lax.pmean(grads, axis_name)
     model_state = jax.lax.pmean(model_state, axis_name)
+  model_state = finetune.keep_frozen_state(model_state, state.model_state, state.frozen_layers)
   grad_norm = optax.tree.norm(grads)
   finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   if axis_name is not None:  # Every device skips, or none.

@@ -16,7 +16,8 @@ import time
 from absl import logging
 import jax
 
-from jaxlearn import build, checkpoint, compiled, data, divergence, interrupts, parallel, plateau
+from jaxlearn import build, checkpoint, compiled, data, distill, divergence, interrupts, parallel
+from jaxlearn import plateau
 from jaxlearn import metric_values, reporting
 from jaxlearn import config as config_lib
 from jaxlearn import workdir as workdir_lib
@@ -51,6 +52,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   dims = build.data_dims(splits, task)
   state = build.create_state(config, steps_per_epoch, dims)
   build.check_model_fits(state, splits, task, config.model.name)
+  loss_fn = _distillation_loss(config, task, splits)
   state = jax.device_put(state, parallel.replicated(mesh))
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
                config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
@@ -64,7 +66,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
       _write_json(os.path.join(workdir, "preprocessing.json"),
                   {**splits.preprocessing, "model_dims": dims})
       progress, test_metrics = _train_and_test(config, workdir, mesh, task, splits, state,
-                                               steps_per_epoch, progress, checkpoints)
+                                               steps_per_epoch, progress, checkpoints, loss_fn)
     except NonFiniteLossError as e:
       raise NonFiniteLossError(f"{e} {_what_is_kept(checkpoints, workdir)}") from None
     finally:
@@ -77,12 +79,12 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
 
 
 def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch, progress,
-                    checkpoints) -> tuple[Progress, dict]:
+                    checkpoints, loss_fn=None) -> tuple[Progress, dict]:
   """The epochs still to run, each validated and checkpointed; then the best one tested."""
   train_chunk, eval_batch = compiled.compile_steps(
       mesh, task, skip_nonfinite=config.on_nonfinite == "skip",
       augment=augmentation.make_augment(config.augment), steps_per_call=config.steps_per_call,
-      cpu_kernels=config.cpu_kernels)
+      cpu_kernels=config.cpu_kernels, loss_fn=loss_fn)
   train_data = pipeline.to_device(splits.train, mesh)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
@@ -127,13 +129,25 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
   return progress, test_metrics
 
 
+def _distillation_loss(config, task, splits):
+  """The student's loss when config.distill.teacher names a finished run, else None."""
+  if not config.distill.teacher:
+    return None
+  teacher = distill.load_teacher(config.distill.teacher, splits.preprocessing,
+                                 build.num_outputs(task, splits))
+  logging.info("Distilling from %s (temperature %g, alpha %g).", config.distill.teacher,
+               config.distill.temperature, config.distill.alpha)
+  return distill.make_loss(teacher, task.loss, config.distill.temperature, config.distill.alpha)
+
+
 def _resume(state, checkpoints, config, saved_config, mesh) -> tuple[state_lib.TrainState,
                                                                       Progress]:
   """The workdir's latest state and progress, or a fresh run's (optionally transfer-learned)."""
   state, saved = checkpoints.restore_latest(state)
   if not saved:
     if config.init.from_checkpoint:
-      state = jax.device_put(build.start_from_checkpoint(state, config.init.from_checkpoint),
+      state = jax.device_put(build.start_from_checkpoint(state, config.init.from_checkpoint,
+                                                         config.init.from_checkpoint_include),
                              parallel.replicated(mesh))
     return state, Progress()
   progress = Progress(**saved)

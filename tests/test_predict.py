@@ -163,3 +163,21 @@ def test_export_command_and_a_run_that_is_not_there(finished_runs, tmp_path):
   missing = run(f"--workdir={tmp_path / 'none'}", f"--out={tmp_path / 'out2'}")
   assert missing.returncode == 2 and "does not exist" in missing.stderr
   assert not os.path.exists(tmp_path / "out2")
+
+
+def test_dark_ink_on_light_paper_is_pointed_out_and_invert_undoes_it(finished_runs, tmp_path):
+  predictor = inference.load_predictor(finished_runs["lenet"])
+  _, stored, _ = evaluate.split_inputs(predictor.run, "test")
+  Image.fromarray(255 - stored[4, ..., 0]).save(tmp_path / "paper.png")
+  plain = _predict_cli(f"--workdir={finished_runs['lenet']}", "--json", str(tmp_path / "paper.png"))
+  note = json.loads(plain.stdout)["notes"][0]
+  assert note.startswith("much lighter than the training images (mean 0.")
+  assert note.endswith("invert it (--invert)")
+  inverted = _predict_cli(f"--workdir={finished_runs['lenet']}", "--json", "--invert",
+                          str(tmp_path / "paper.png"))
+  record = json.loads(inverted.stdout)
+  assert record["notes"] == ["inverted (255 - pixel)"]
+  expected = predictor.predict_stored(stored[4:5])[0]
+  assert record["top"][0]["probability"] == pytest.approx(expected.max(), abs=1e-6)
+  np.testing.assert_allclose(predictor.predict([tmp_path / "paper.png"], invert=True)[0],
+                             expected, atol=1e-6)
