@@ -52,19 +52,24 @@ class GradcheckReport(NamedTuple):
     return "\n".join(lines)
 
 
-def gradcheck(fn: Callable, *args, order: int = 2, modes=MODES, eps: float = 1e-6,
+def gradcheck(fn: Callable, *args, order: int = 2, modes=MODES, eps: float | None = None,
               atol: float | None = None, rtol: float | None = None, seed: int = 0,
-              verbose: bool = True) -> GradcheckReport:
+              precision: str = "float64", verbose: bool = True) -> GradcheckReport:
   """Compares `fn`'s derivatives w.r.t. each float argument with finite differences.
 
   `fn` may return any pytree of arrays. Integer arguments (labels, token ids)
-  are passed through unchecked. Runs in float64; `eps` is the finite
-  difference step (small, so that a difference rarely straddles a ReLU's kink,
-  where no derivative exists), `atol`/`rtol` check_grads' tolerances (its
-  defaults for float64 when None).
+  are passed through unchecked. Runs in float64 unless `precision="float32"`
+  (for code that cannot run in float64, such as Flax's RNN scans); `eps` is the
+  finite difference step (default 1e-6 in float64, small so that a difference
+  rarely straddles a ReLU's kink; 1e-3 in float32), `atol`/`rtol`
+  check_grads' tolerances (its defaults for the precision when None).
   """
-  with _float64():
-    args = jax.tree.map(_to_float64, args)
+  if precision not in ("float64", "float32"):
+    raise ValueError(f"precision={precision!r}; use 'float64' or 'float32'.")
+  wide = precision == "float64"
+  eps = eps if eps is not None else (1e-6 if wide else 1e-3)
+  with _float64() if wide else contextlib.nullcontext():
+    args = jax.tree.map(_to_float64, args) if wide else args
     checks = []
     key = jax.random.key(seed)
     for i, arg in enumerate(args):

@@ -40,31 +40,53 @@ def test_every_zoo_model_has_a_case():
 
 
 def _pure_model(name):
+  """(forward(params, x), params, x), the parameters moved off their initial values.
+
+  At initialisation biases are zero, so zeros run exactly into ReLUs' kinks (where no
+  derivative exists); a small random shift gives a generic point.
+  """
   fields, inputs = ZOO[name]
   model = create_model(ml_collections.ConfigDict({"name": name, **fields}), nnx.Rngs(0))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   forward = lambda p, x: nnx.merge(graphdef, p, rest)(x, train=False)
-  return forward, nnx.to_pure_dict(params) if hasattr(nnx, "to_pure_dict") else params, inputs
+  params = nnx.to_pure_dict(params) if hasattr(nnx, "to_pure_dict") else params
+  leaves, treedef = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(1), len(leaves))
+  params = jax.tree.unflatten(treedef, [a + 0.05 * jax.random.normal(k, a.shape, a.dtype)
+                                        for a, k in zip(leaves, keys)])
+  return forward, params, inputs
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+# nnx.Embed computes in float32 whatever its table's dtype, so the text models run in float32.
+FLOAT32_ONLY = ("rnn", "gru", "lstm", "embedding_bag")
+# Deep ReLU networks: a random direction over millions of weights moves pre-activations far
+# enough at eps=1e-6 to cross ReLU kinks; 1e-8 (float64 still resolves it) does not.
+SMALL_STEP = ("resnet18", "resnet56")
+# Over 20 s each on 2 CPU cores: run with the real-data tests (-m slow).
+SLOW = ("resnet18", "resnet20", "resnet56", "digit_transformer", "lenet5")
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(ZOO)])
 def test_gradcheck_passes_on_every_zoo_models_forward_pass(name):
   forward, params, inputs = _pure_model(name)
   order = 1 if name in ("resnet18", "resnet56") else 2  # The deep ones: first order (time).
+  precision = "float32" if name in FLOAT32_ONLY else "float64"
   report = jaxlearn.gradcheck(lambda p, x: forward(p, x), params, inputs, order=order,
+                              precision=precision, eps=1e-8 if name in SMALL_STEP else None,
                               verbose=False)
   assert report.ok, str(report)
   checked_arguments = {c.argument for c in report.checks}
   assert 0 in checked_arguments  # The parameters, always.
   assert (1 in checked_arguments) == (inputs.dtype.kind == "f")  # Token ids are not checked.
-  assert max(c.relative_error for c in report.checks) < 1e-5
+  assert max(c.relative_error for c in report.checks) < (1e-5 if precision == "float64" else 2e-2)
 
 
 @pytest.mark.parametrize("name", sorted(losses.LOSSES))
 def test_gradcheck_passes_on_every_loss(name):
   loss_fn, _ = losses.LOSSES[name]
   rng = np.random.default_rng(0)
-  if name in ("binary_cross_entropy", "sigmoid_focal"):
+  if name in ("binary_cross_entropy", "binary_focal", "hinge"):
     outputs, targets = rng.normal(size=(4, 1)), np.array([0.0, 1.0, 1.0, 0.0])
   elif name in ("mse", "mae", "huber"):
     outputs, targets = rng.normal(size=(4, 2)), rng.normal(size=(4, 2)) + 3.0  # No kinks.
@@ -95,7 +117,7 @@ def test_a_wrong_custom_gradient_is_caught_and_reported(capsys):
   report = jaxlearn.gradcheck(bad_softplus, np.linspace(-2, 2, 5))
   assert not report.ok
   first = [c for c in report.checks if c.order == 1]
-  assert all(not c.passed for c in first) and all(0.005 < c.relative_error < 0.02 for c in first)
+  assert all(not c.passed and c.relative_error > 1e-3 for c in first), str(report)
   assert "FAILED" in capsys.readouterr().out
 
 
