@@ -54,8 +54,8 @@ def _check_same_inputs(run: inference.Run, student: dict, num_classes: int) -> N
         f"{where} takes {teacher['input']['kind']} inputs shaped {teacher['input']['shape']}, "
         f"but the student's data is {student['input']['kind']} shaped "
         f"{student['input']['shape']}; teacher and student must see the same inputs.")
-  for key in ("mean", "std"):
-    if key in teacher and not np.allclose(teacher[key], student[key], atol=1e-6):
+  for key in ("mean", "std"):  # Fitted on two train splits of one dataset: close, not equal.
+    if key in teacher and not np.allclose(teacher[key], student[key], rtol=1e-2, atol=1e-3):
       raise ConfigError(
           f"{where} was trained on images normalised with {key} {teacher[key]}, the student's "
           f"data with {student[key]}; set the student's config.data.mean/std to the teacher's "
