@@ -70,7 +70,8 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
   schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
                                  updates_per_epoch, updates_per_epoch * config.num_epochs)
   freeze = finetune.parse_patterns(config.freeze)
-  tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze))
+  tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze), config.prune,
+                            updates_per_epoch)
   options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
 
   def build():
@@ -84,6 +85,9 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
     finetune.check_patterns([p for p, _ in multipliers], names,
                             "config.optimizer.lr_multipliers")
     finetune.log_plan(params, freeze, multipliers)
+    if config.prune.sparsity > 0:
+      finetune.check_patterns(finetune.parse_patterns(config.prune.params, "config.prune.params"),
+                              names, "config.prune.params")
     return state_lib.create_train_state(model, tx, step_key, **options,
                                         frozen_layers=finetune.frozen_layers(params, freeze))
 

@@ -150,6 +150,14 @@ def default_config() -> ml_collections.ConfigDict:
   config.ema_decay = 0.0
   # Knowledge distillation from a finished run (jaxlearn.distill): its workdir, the softmax
   # temperature T, and the weight of the teacher's term (1 - alpha goes to the labels).
+  # Magnitude pruning (jaxlearn.prune): the final share of zero weights (0: off), the epochs
+  # over which it rises to it, ranked over all prunable weights or per array, and which
+  # parameters are prunable (patterns over paths; by default the kernels).
+  config.prune = ml_collections.ConfigDict()
+  config.prune.sparsity = 0.0
+  config.prune.epochs = 1
+  config.prune.scope = "global"
+  config.prune.params = ".*kernel"
   config.distill = ml_collections.ConfigDict()
   config.distill.teacher = ""
   config.distill.temperature = 4.0
@@ -248,6 +256,11 @@ def validate(config, num_devices: int = 1) -> None:
   for name, allowed in choices.items():
     if config[name] not in allowed:
       raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")
+  if not 0 <= config.prune.sparsity < 1 or config.prune.epochs < 0 or \
+      config.prune.scope not in ("global", "layer"):
+    raise ConfigError(f"config.prune: sparsity={config.prune.sparsity} must be in [0, 1), "
+                      f"epochs={config.prune.epochs} at least 0, scope={config.prune.scope!r} "
+                      "'global' or 'layer'.")
   if not config.distill.temperature > 0 or not 0 <= config.distill.alpha <= 1:
     raise ConfigError(f"config.distill.temperature={config.distill.temperature} must be "
                       f"positive and config.distill.alpha={config.distill.alpha} in [0, 1].")

@@ -36,15 +36,21 @@ def export_run(workdir: str, out_dir: str, platforms: tuple[str, ...] = ("cpu",)
   batch = jax.export.symbolic_shape("batch")
   example = jax.ShapeDtypeStruct((*batch, *run.spec.shape), run.spec.dtype)
   exported = jax.export.export(jax.jit(lambda x: fn(params, x)), platforms=platforms)(example)
-  metadata = _metadata(run, exported, platforms)
+  metadata = metadata_for(run, exported, platforms)
+  write_artifact(out_dir, exported, metadata)
+  return metadata
+
+
+def write_artifact(out_dir: str, exported, metadata: dict) -> None:
+  """DIR/model.jax and DIR/metadata.json, each written whole and renamed into place."""
   os.makedirs(out_dir, exist_ok=True)
   _write_atomically(os.path.join(out_dir, MODEL_FILE), exported.serialize())
   _write_atomically(os.path.join(out_dir, METADATA_FILE),
                     json.dumps(metadata, indent=2).encode("utf-8"))
-  return metadata
 
 
-def _metadata(run: inference.Run, exported, platforms) -> dict:
+def metadata_for(run: inference.Run, exported, platforms) -> dict:
+  """metadata.json for a program exported from `run` (see the module docstring)."""
   preprocessing = run.preprocessing
   summary_path = os.path.join(run.workdir, "summary.json")
   test_metrics = {}

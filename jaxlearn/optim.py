@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlearn import finetune
+from jaxlearn import finetune, prune
 from jaxlearn.errors import ConfigError
 
 
@@ -97,7 +97,8 @@ OPTIMIZERS = {
 
 
 def make_optimizer(optimizer_config, schedule: optax.Schedule,
-                   freeze: tuple[str, ...] = ()) -> optax.GradientTransformation:
+                   freeze: tuple[str, ...] = (), prune_config=None,
+                   updates_per_epoch: int = 1) -> optax.GradientTransformation:
   """Builds the optimizer with its learning rate read from `schedule` at every step.
 
   Gradient clipping (`clip_norm`, `clip_value`) runs before the optimizer, and
@@ -108,6 +109,8 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule,
   schedule changes `lr_scale` between epochs (`jaxlearn.plateau`).
   Parameters matching a `freeze` pattern get no update and no optimizer state;
   `lr_multipliers` scales the others' updates (see `jaxlearn.finetune`).
+  `prune_config` (config.prune) zeroes weights by magnitude after each update
+  (`jaxlearn.prune`), its schedule counting `updates_per_epoch` per epoch.
 
   Example:
     tx = make_optimizer(config.optimizer, optax.constant_schedule(1e-3))
@@ -129,9 +132,15 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule,
     if c.clip_norm:
       clipping.append(optax.clip_by_global_norm(c.clip_norm))
     scaling = [finetune.scale_by_path(multipliers)] if multipliers else []
+    pruning = []
+    if prune_config is not None and prune_config.sparsity > 0:
+      pruning.append(prune.magnitude_pruning(
+          prune_config.sparsity, prune_config.epochs * updates_per_epoch,
+          finetune.parse_patterns(prune_config.params, "config.prune.params"),
+          prune_config.scope))
     return finetune.with_frozen(
         optax.chain(*clipping, OPTIMIZERS[c.name](c, settings, learning_rate * lr_scale),
-                    *scaling), list(freeze))
+                    *scaling, *pruning), list(freeze))
 
   tx = optax.inject_hyperparams(build)(learning_rate=schedule, lr_scale=1.0)
   if c.accumulate_steps > 1:

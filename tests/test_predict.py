@@ -102,6 +102,13 @@ def test_text_and_table_runs_predict_from_strings_files_and_rows(finished_runs, 
   assert [t["name"] for t in positive["top"]] == ["positive", "negative"]  # Two classes.
   assert negative["top"][0]["name"] == "negative" and positive["input"] == \
       "a wonderful brilliant film"
+  (tmp_path / "reviews.txt").write_text("a wonderful brilliant film\n\nawful boring plot\n")
+  from_file = _predict_cli(f"--workdir={finished_runs['text']}", "--json",
+                           str(tmp_path / "reviews.txt"))
+  lines = [json.loads(line) for line in from_file.stdout.splitlines()]
+  assert [r["input"] for r in lines] == [f"{tmp_path / 'reviews.txt'}:1",
+                                         f"{tmp_path / 'reviews.txt'}:3"]  # Blank lines skipped.
+  assert [r["top"] for r in lines] == [positive["top"], negative["top"]]
   predictor = inference.load_predictor(finished_runs["table"])
   rows = [{"Pclass": "1", "Sex": "female", "Age": "30", "SibSp": "0", "Parch": "0",
            "Fare": "80", "Embarked": "S"}, {"Pclass": "3", "Sex": "male"}]
