@@ -89,6 +89,15 @@ def regression_report(targets: np.ndarray, values: np.ndarray) -> dict:
   }
 
 
+def headline_score(task: str, targets: np.ndarray, outputs: np.ndarray) -> dict:
+  """The one figure that compares models of a task: accuracy, or MSE for regression."""
+  if task == "classification":
+    return {"accuracy": float(np.mean(outputs.argmax(1) == targets))}
+  if task == "binary":
+    return {"accuracy": float(np.mean((outputs > 0.5) == (targets > 0.5)))}
+  return {"mse": float(np.mean((outputs - targets.reshape(outputs.shape)) ** 2))}
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray,
                                bins: int = CALIBRATION_BINS) -> float:
   """sum over equal-width confidence bins of |accuracy - mean confidence| x share of examples."""

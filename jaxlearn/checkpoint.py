@@ -124,8 +124,8 @@ def load_best_arrays(source: str, what: str = "") -> dict:
   directory = best if os.path.isdir(best) else source
   steps = [int(n) for n in os.listdir(directory) if n.isdigit()] if os.path.isdir(directory) else []
   if not steps:
-    raise CheckpointError(f"No checkpoint found in {source}{what}; pass a finished run's workdir or "
-                          "its checkpoints/best directory.")
+    raise CheckpointError(f"No checkpoint found in {source}{what}; pass a finished run's "
+                          "workdir or its checkpoints/best directory.")
   manager = _manager(directory, max_to_keep=1)
   step = manager.latest_step()
   try:

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import evaluate, export, inference
+from jaxlearn import analysis, evaluate, export, inference
 from jaxlearn.errors import ConfigError
 
 
@@ -52,15 +52,6 @@ def member_outputs(members, split: str) -> tuple[list[np.ndarray], np.ndarray]:
   return outputs, reference[1]
 
 
-def scores(task: str, targets: np.ndarray, outputs: np.ndarray) -> dict:
-  """accuracy (classification, binary) or mse (regression), and the mean loss-free figures."""
-  if task == "classification":
-    return {"accuracy": float(np.mean(outputs.argmax(1) == targets))}
-  if task == "binary":
-    return {"accuracy": float(np.mean((outputs > 0.5) == (targets > 0.5)))}
-  return {"mse": float(np.mean((outputs - targets.reshape(outputs.shape)) ** 2))}
-
-
 def export_ensemble(members, out_dir: str, platforms=("cpu",)) -> dict:
   """One jax.export program averaging the members' outputs; metadata as jaxlearn.export's."""
   fns = [(inference.make_inference_fn(m.run), m.run.state.params) for m in members]
@@ -83,12 +74,10 @@ def evaluate_ensemble(workdirs: list[str], split: str = "test") -> dict:
   """Each member's and the ensemble's figures on `split`."""
   members = load_members(workdirs)
   outputs, targets = member_outputs(members, split)
-  task = members[0].task
-  result = {"split": split, "task": task, "num_examples": int(len(targets)),
-            "members": [{"workdir": m.run.workdir, **scores(task, targets, o)}
-                        for m, o in zip(members, outputs)],
-            "ensemble": scores(task, targets, np.mean(outputs, axis=0))}
-  return result
+  score = lambda o: analysis.headline_score(members[0].task, targets, o)
+  return {"split": split, "task": members[0].task, "num_examples": int(len(targets)),
+          "members": [{"workdir": m.run.workdir, **score(o)} for m, o in zip(members, outputs)],
+          "ensemble": score(np.mean(outputs, axis=0))}
 
 
 def main(argv):

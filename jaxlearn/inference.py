@@ -185,4 +185,4 @@ def _fill(abstract, stored: dict, workdir: str):
           f"{tuple(leaf.shape)} built). The workdir is damaged or mixes runs.")
     return jnp.asarray(flat_stored[name], leaf.dtype)
 
-  return jax.tree_util.tree_map_with_path(take, state_lib._as_arrays(abstract))  # pylint: disable=protected-access
+  return jax.tree_util.tree_map_with_path(take, state_lib.pure(abstract))

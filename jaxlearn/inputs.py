@@ -35,8 +35,9 @@ class InputSpec(NamedTuple):
     """What one example must be, in words (for error messages)."""
     if self.kind == "image":
       h, w, c = self.shape
+      also = f" or ({h}, {w})" if c == 1 else ""
       return (f"an image file, a PIL image or a uint8 array of {h}x{w} pixels with {c} "
-              f"channel{'s' if c > 1 else ''}, shaped ({h}, {w}, {c}){' or (%d, %d)' % (h, w) if c == 1 else ''}")
+              f"channel{'s' if c > 1 else ''}, shaped ({h}, {w}, {c}){also}")
     if self.kind == "text":
       return "a non-empty string"
     if self.kind == "table":

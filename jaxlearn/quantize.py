@@ -24,7 +24,7 @@ from jax.extend import core as jex_core
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import evaluate, export, inference
+from jaxlearn import analysis, evaluate, export, inference
 from jaxlearn.errors import ConfigError
 from jaxlearn.state import path_name
 
@@ -201,8 +201,8 @@ def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8") -> dict:
       jax.ShapeDtypeStruct((*batch_dim, *run.spec.shape), run.spec.dtype))
   metadata = export.metadata_for(run, exported, ("cpu",))
   report = {"mode": mode, "quantized_kernels": model.quantized,
-            "float_test": _score(run.task, targets, float_outputs),
-            "int8_test": _score(run.task, targets, int8_outputs),
+            "float_test": analysis.headline_score(run.task, targets, float_outputs),
+            "int8_test": analysis.headline_score(run.task, targets, int8_outputs),
             "max_probability_difference": float(np.max(np.abs(float_outputs - int8_outputs))),
             "weights_bytes": {"float32": model.float_bytes, "int8": model.int8_bytes}}
   metadata["quantization"] = report
@@ -217,14 +217,6 @@ def _training_inputs(run) -> np.ndarray:
   raw = data.load_raw(run.config.data, run.config.seed)
   train, _, _ = pipeline.split_raw(raw, run.config.data, run.config.seed)
   return pipeline.to_stored(raw.kind, run.preprocessing, train[0][:CALIBRATION_BATCHES * 128])
-
-
-def _score(task: str, targets, outputs) -> dict:
-  if task == "classification":
-    return {"accuracy": float(np.mean(outputs.argmax(1) == targets))}
-  if task == "binary":
-    return {"accuracy": float(np.mean((outputs > 0.5) == (targets > 0.5)))}
-  return {"mse": float(np.mean((outputs - targets.reshape(outputs.shape)) ** 2))}
 
 
 def main(argv):

@@ -192,7 +192,7 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
   """The FastAPI application serving `model`."""
   import contextlib  # pylint: disable=import-outside-toplevel
   from fastapi import FastAPI, Request  # pylint: disable=import-outside-toplevel
-  from fastapi.responses import HTMLResponse, JSONResponse, Response  # pylint: disable=import-outside-toplevel
+  from fastapi import responses  # pylint: disable=import-outside-toplevel
 
   loads, dumps = _json_codec()
 
@@ -209,8 +209,8 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
   app = FastAPI(title=f"jaxlearn: {model.name}", lifespan=lifespan, docs_url=None,
                 redoc_url=None)
 
-  def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+  def error(status: int, message: str) -> responses.JSONResponse:
+    return responses.JSONResponse({"error": message}, status_code=status)
 
   async def predictions(instances: list) -> list[dict]:
     encoded = []
@@ -278,7 +278,7 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
     if len(instances) > max_instances:
       return error(413, f"{len(instances)} instances; this server takes at most {max_instances} "
                    "per request (--max_instances).")
-    return Response(dumps({"predictions": await predictions(instances)}),
+    return responses.Response(dumps({"predictions": await predictions(instances)}),
                     media_type="application/json")
 
   @app.post("/predict")
@@ -301,7 +301,7 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
     record = inference.describe(outputs, model.task, model.class_names, top_k=5)[0]
     return {"predictions": [{**record, **({"notes": notes} if notes else {})}]}
 
-  @app.get("/", response_class=HTMLResponse)
+  @app.get("/", response_class=responses.HTMLResponse)
   async def page():
     with open(PAGE, encoding="utf-8") as f:
       html = f.read()

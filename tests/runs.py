@@ -47,3 +47,22 @@ def regression_run(root) -> str:
   config.num_epochs = 2
   train.train_and_evaluate(config, os.path.join(root, "linreg"))
   return os.path.join(root, "linreg")
+
+
+def call_artifact_in_fresh_process(directory, inputs, scratch) -> "np.ndarray":
+  """DIR/model.jax called on `inputs` by a process that imports only jax and numpy.
+
+  It fails if jaxlearn or flax got imported there: the artifact must not need them.
+  """
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  np.save(os.path.join(scratch, "x.npy"), inputs)
+  code = ("import jax, numpy as np, sys; p = jax.export.deserialize(bytearray(open("
+          f"{os.path.join(directory, 'model.jax')!r}, 'rb').read())); "
+          f"np.save({os.path.join(scratch, 'y.npy')!r}, "
+          f"np.asarray(p.call(np.load({os.path.join(scratch, 'x.npy')!r})))); "
+          "assert not any(m == 'jaxlearn' or m.startswith(('jaxlearn.', 'flax')) "
+          "for m in sys.modules)")
+  subprocess.run([sys.executable, "-c", code], cwd=scratch, timeout=300, check=True)
+  return np.load(os.path.join(scratch, "y.npy"))

@@ -11,6 +11,7 @@ import pytest
 from configs import mnist_lenet
 from jaxlearn import ensemble, evaluate, inference, train
 from jaxlearn.errors import ConfigError
+from tests import runs
 from tests.conftest import PROJECT_ROOT
 
 
@@ -57,11 +58,6 @@ def test_the_exported_ensemble_runs_without_jaxlearn(lenet_seeds, tmp_path):
   assert "ensemble of 2: accuracy " in result.stdout
   predictors = [inference.load_predictor(w) for w in lenet_seeds]
   _, stored, _ = evaluate.split_inputs(predictors[0].run, "test")
-  np.save(tmp_path / "x.npy", stored[:7])
-  code = ("import jax, numpy as np, sys; p = jax.export.deserialize(bytearray(open("
-          f"'{tmp_path / 'e' / 'model.jax'}', 'rb').read())); "
-          f"np.save('{tmp_path / 'y.npy'}', np.asarray(p.call(np.load('{tmp_path / 'x.npy'}'))));"
-          "assert 'jaxlearn' not in sys.modules and 'flax' not in sys.modules")
-  assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path, timeout=300).returncode == 0
+  outputs = runs.call_artifact_in_fresh_process(str(tmp_path / "e"), stored[:7], str(tmp_path))
   expected = np.mean([p.predict_stored(stored[:7]) for p in predictors], axis=0)
-  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, atol=1e-5)
+  np.testing.assert_allclose(outputs, expected, atol=1e-5)

@@ -11,6 +11,7 @@ import pytest
 
 from jaxlearn import export, inference, quantize
 from jaxlearn.errors import ConfigError
+from tests import runs
 from tests.conftest import PROJECT_ROOT
 
 
@@ -50,15 +51,10 @@ def test_the_int8_artifact_runs_without_jaxlearn(finished_runs, tmp_path):
   run = inference.load_run(finished_runs["lenet"])
   from jaxlearn import evaluate  # pylint: disable=import-outside-toplevel
   _, stored, _ = evaluate.split_inputs(run, "test")
-  np.save(tmp_path / "x.npy", stored[:7])
-  code = ("import jax, numpy as np, sys; p = jax.export.deserialize(bytearray(open("
-          f"'{tmp_path / 'q' / 'model.jax'}', 'rb').read())); "
-          f"np.save('{tmp_path / 'y.npy'}', np.asarray(p.call(np.load('{tmp_path / 'x.npy'}'))));"
-          "assert 'jaxlearn' not in sys.modules and 'flax' not in sys.modules")
-  assert subprocess.run([sys.executable, "-c", code], cwd=tmp_path, timeout=300).returncode == 0
+  outputs = runs.call_artifact_in_fresh_process(str(tmp_path / "q"), stored[:7], str(tmp_path))
   calibration = quantize._training_inputs(run)  # pylint: disable=protected-access
   model = quantize.quantize_run(run, "int8", calibration)
-  np.testing.assert_allclose(np.load(tmp_path / "y.npy"), model.fn(stored[:7]), atol=1e-6)
+  np.testing.assert_allclose(outputs, model.fn(stored[:7]), atol=1e-6)
 
 
 def test_bad_modes_and_missing_calibration_are_named(finished_runs):
