@@ -52,8 +52,15 @@ def _describe(value) -> str:
 
 
 def differing_fields(saved: dict, config) -> list[str]:
-  """Dotted names of the fields, outside MAY_CHANGE, whose values differ from `saved`."""
+  """Dotted names of the fields, outside MAY_CHANGE, whose values differ from `saved`.
+
+  A field that `saved` lacks (a workdir written before jaxlearn had it) counts as
+  its default: the run it records did not use the feature.
+  """
+  from jaxlearn.config import default_config  # pylint: disable=import-outside-toplevel
+  defaults = _flatten(config_record(default_config()))
   old, new = _flatten(saved), _flatten(config_record(config))
+  old = {**{k: v for k, v in defaults.items() if k not in old}, **old}
   return sorted(k for k in old.keys() | new.keys()
                 if k not in MAY_CHANGE and old.get(k, "<unset>") != new.get(k, "<unset>"))
 

@@ -54,6 +54,14 @@ def test_fields_that_extend_or_observe_a_run_may_change(small_config, tmp_path):
   assert workdir_lib.differing_fields(record, small_config) == []
 
 
+def test_a_workdir_from_before_a_field_existed_counts_it_as_its_default(small_config):
+  record = workdir_lib.config_record(small_config)
+  del record["freeze"], record["prune"]  # Written by a version without these fields.
+  assert workdir_lib.differing_fields(record, small_config) == []
+  small_config.prune.sparsity = 0.5  # Using the new feature is another run.
+  assert workdir_lib.differing_fields(record, small_config) == ["prune.sparsity"]
+
+
 def test_a_function_in_the_config_matches_itself_across_processes(small_config):
   small_config.schedule.name = "lambda"
   small_config.schedule.lr_lambda = _halving
