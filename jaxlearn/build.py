@@ -79,17 +79,9 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
     model = create_model(config.model, nnx.Rngs(params=model_key), dims)
     init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
     params = state_lib.pure(nnx.state(model, nnx.Param))
-    names = finetune.paths(params)
-    finetune.check_patterns(freeze, names, "config.freeze")
-    multipliers = finetune.parse_multipliers(config.optimizer.lr_multipliers)
-    finetune.check_patterns([p for p, _ in multipliers], names,
-                            "config.optimizer.lr_multipliers")
-    finetune.log_plan(params, freeze, multipliers)
-    if config.prune.sparsity > 0:
-      finetune.check_patterns(finetune.parse_patterns(config.prune.params, "config.prune.params"),
-                              names, "config.prune.params")
+    frozen_layers = finetune.check_and_log(config, params)
     return state_lib.create_train_state(model, tx, step_key, **options,
-                                        frozen_layers=finetune.frozen_layers(params, freeze))
+                                        frozen_layers=frozen_layers)
 
   platform = jax.devices()[0].platform
   compiler_options = xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}

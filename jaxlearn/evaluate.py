@@ -78,7 +78,7 @@ def evaluate_run(workdir: str, split: str = "test", batch_size: int = 0,
                           run, predictor.class_names)
       written.append("mistakes.csv")
     if figures:
-      written += _figures(out_dir, run, stored, targets, outputs, predictor.class_names)
+      written += _figures(out_dir, run, report, stored, targets, outputs, predictor.class_names)
   report["files"] = [os.path.join(out_dir, name) for name in written]
   return report
 
@@ -134,7 +134,8 @@ def _two_columns(outputs: np.ndarray, task: str) -> np.ndarray:
   return np.stack([1 - outputs, outputs], axis=1) if task == "binary" else outputs
 
 
-def _figures(out_dir, run, stored, targets, outputs, names) -> list[str]:
+def _figures(out_dir, run, report, stored, targets, outputs, names) -> list[str]:
+  """The report's figures; the confusion matrix and ROC curve are the report's own numbers."""
   try:
     from jaxlearn import figures  # pylint: disable=import-outside-toplevel
   except ImportError:  # matplotlib is the plot extra.
@@ -144,17 +145,15 @@ def _figures(out_dir, run, stored, targets, outputs, names) -> list[str]:
   targets = targets.astype(np.int64)
   written = []
   figures.confusion_matrix(os.path.join(out_dir, "confusion_matrix.png"),
-                           analysis.confusion_matrix(targets, probabilities.argmax(1),
-                                                     len(names)), names)
+                           np.asarray(report["confusion_matrix"]), names)
   written.append("confusion_matrix.png")
   correct = probabilities.argmax(1) == targets
   figures.reliability(os.path.join(out_dir, "reliability.png"),
                       analysis.reliability_bins(probabilities.max(1), correct))
   written.append("reliability.png")
   if run.task == "binary":
-    fpr, tpr, _ = analysis.roc_curve(targets, outputs)
-    figures.roc(os.path.join(out_dir, "roc.png"), fpr, tpr,
-                float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2)))
+    figures.roc(os.path.join(out_dir, "roc.png"), report["roc_curve"]["fpr"],
+                report["roc_curve"]["tpr"], report["roc_auc"])
     written.append("roc.png")
   if run.spec.kind == "image":
     order = analysis.most_confident_mistakes(targets, probabilities, MISTAKES_SHOWN)

@@ -116,6 +116,21 @@ def keep_frozen_state(new_state, old_state, layers: tuple[str, ...]):
       new_state, old_state)
 
 
+def check_and_log(config, params) -> tuple[str, ...]:
+  """Checks that every pattern of config.freeze, optimizer.lr_multipliers and prune.params
+  matches a parameter, logs the plan; returns the frozen layers (see `frozen_layers`)."""
+  names = paths(params)
+  freeze = parse_patterns(config.freeze)
+  multipliers = parse_multipliers(config.optimizer.lr_multipliers)
+  check_patterns(freeze, names, "config.freeze")
+  check_patterns([p for p, _ in multipliers], names, "config.optimizer.lr_multipliers")
+  if config.prune.sparsity > 0:
+    check_patterns(parse_patterns(config.prune.params, "config.prune.params"), names,
+                   "config.prune.params")
+  log_plan(params, freeze, multipliers)
+  return frozen_layers(params, freeze)
+
+
 def log_plan(params, freeze: list[str], multipliers: list[tuple[str, float]]) -> None:
   """Says which parameters are frozen and which learning-rate multiplier each gets."""
   names = paths(params)

@@ -24,12 +24,11 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxlearn import checkpoint, inputs as inputs_lib
+from jaxlearn import build, checkpoint, inputs as inputs_lib
 from jaxlearn import state as state_lib
 from jaxlearn.errors import CheckpointError, InputError
 from jaxlearn.models import create_model
 
-COMPUTE_DTYPES = {"fp32": None, "bf16": jnp.bfloat16}
 
 
 class Run(NamedTuple):
@@ -67,7 +66,7 @@ def load_run(workdir: str) -> Run:
       step=jnp.asarray(stored.get("step", 0)), params=_fill(params, weights, workdir),
       model_state=_fill(model_state, stored.get("model_state", {}), workdir), opt_state=(),
       rng=jax.random.key(0), graphdef=graphdef, tx=optax.identity(),
-      compute_dtype=COMPUTE_DTYPES.get(config.get("precision", "fp32")))
+      compute_dtype=build.COMPUTE_DTYPES[config.get("precision", "fp32")])
   return Run(os.path.abspath(workdir), config, preprocessing, state)
 
 

@@ -46,7 +46,8 @@ def predict_records(predictor: inference.Predictor, pairs, top_k: int,
     try:
       encoded.append(inputs_lib.encode(raw, predictor.spec, invert))
     except InputError as e:
-      raise InputError(f"{label}: {e}") from None
+      message = str(e)  # File errors name the file already; others get the input's label.
+      raise InputError(message if message.startswith(label) else f"{label}: {message}") from None
   import numpy as np  # pylint: disable=import-outside-toplevel
   outputs = predictor.predict_stored(np.stack([array for array, _ in encoded]))
   records = predictor.describe(outputs, top_k)

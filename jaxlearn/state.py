@@ -10,8 +10,7 @@ import optax
 
 
 # `nnx.pure` (State of Variables -> State of plain arrays) is `nnx.as_pure` in newer flax.
-_as_arrays = getattr(nnx, "as_pure", None) or nnx.pure
-pure = _as_arrays
+pure = getattr(nnx, "as_pure", None) or nnx.pure
 
 
 @flax.struct.dataclass
@@ -60,7 +59,7 @@ class TrainState:
     rngs = nnx.Rngs(dropout=rng) if rng is not None else None
     outputs = model(inputs, train=train, rngs=rngs)
     _, _, new_model_state = nnx.split(model, nnx.Param, ...)
-    new_model_state = _as_arrays(new_model_state)
+    new_model_state = pure(new_model_state)
     if self.compute_dtype is not None:
       outputs = _cast_floats(outputs, jnp.float32)
       new_model_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_model_state,
@@ -105,7 +104,7 @@ def create_train_state(model: nnx.Module, tx: optax.GradientTransformation, rng:
     state = create_train_state(model, optax.adam(1e-3), jax.random.key(1))
   """
   graphdef, params, model_state = nnx.split(model, nnx.Param, ...)
-  params, model_state = _as_arrays(params), _as_arrays(model_state)
+  params, model_state = pure(params), pure(model_state)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
                     opt_state=tx.init(params), rng=rng, graphdef=graphdef, tx=tx,
                     ema_params=jax.tree.map(jnp.copy, params) if ema_decay else None,
