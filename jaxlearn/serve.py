@@ -26,6 +26,7 @@ import binascii
 import json
 import os
 import signal
+import sys
 import time
 from typing import Callable, NamedTuple
 
@@ -335,11 +336,17 @@ def main(argv):
         f"http://{values.host}:{values.port}/ ; compiled batch sizes {list(BATCH_SIZES)} in "
         f"{time.perf_counter() - started:.1f} s. POST /v1/models/{model.name}:predict",
         flush=True)
-  # uvicorn drains the requests in flight on SIGTERM, then raises the signal again for the
-  # handler it found: this one, so that a drained server exits 0.
-  signal.signal(signal.SIGTERM, lambda *_: None)
+  # uvicorn drains the requests in flight on SIGTERM or Ctrl-C, then raises the signal again
+  # for the handler it found: these, which only note it. SIGTERM then exits 0, Ctrl-C 130.
+  received = []
+  for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop_signal, lambda signum, _: received.append(signum))
   uvicorn.run(app, host=values.host, port=values.port, log_level=values.log_level,
               access_log=False)
+  if signal.SIGINT in received:
+    print("\njaxlearn: stopped by SIGINT after finishing the requests in flight.",
+          file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,16 @@ def test_sigterm_finishes_requests_in_flight_then_exits_0(finished_runs, test_im
   assert statuses and all(s == 200 for s in statuses)
 
 
+def test_ctrl_c_stops_the_server_with_one_line_and_exit_130(finished_runs):
+  server = Server(f"--workdir={finished_runs['lenet']}")
+  server.process.send_signal(signal.SIGINT)
+  assert server.process.wait(timeout=60) == 130
+  time.sleep(0.5)  # The reader thread takes the last lines.
+  log = "".join(server.log)
+  assert "jaxlearn: stopped by SIGINT after finishing the requests in flight." in log
+  assert "Traceback" not in log
+
+
 def test_an_exported_model_serves_the_same_predictions(finished_runs, tmp_path, test_images):
   export.export_run(finished_runs["lenet"], str(tmp_path / "export"))
   server = Server(f"--export_dir={tmp_path / 'export'}", "--model_name=digits")
