@@ -58,13 +58,13 @@ def main():
     print(f"batch {batch:4d}: fp32 {row['fp32_images_per_s']:10.0f} img/s, int8 "
           f"{row['int8_images_per_s']:10.0f} img/s "
           f"({row['int8_images_per_s'] / row['fp32_images_per_s']:.2f}x)", flush=True)
-  metric = next(iter(report["float_test"]))
-  print(f"test {metric}: fp32 {report['float_test'][metric]:.4f}, int8 "
+  metric = next(iter(report["trained_test"]))
+  print(f"test {metric}: fp32 {report['trained_test'][metric]:.4f}, int8 "
         f"{report['int8_test'][metric]:.4f}; model.jax fp32 {sizes['fp32'] / 1e3:.0f} kB, int8 "
         f"{sizes['int8'] / 1e3:.0f} kB ({sizes['int8'] / sizes['fp32']:.0%})")
   record = {"date": datetime.date.today().isoformat(), "workdir": args.workdir,
             "model": run.config.model.name, "rows": rows, "artifact_bytes": sizes,
-            "float_test": report["float_test"], "int8_test": report["int8_test"]}
+            "trained_test": report["trained_test"], "int8_test": report["int8_test"]}
   path = os.path.join(RESULTS, f"bench_quantized_{record['date']}.json")
   with open(path, "w", encoding="utf-8") as f:
     json.dump(record, f, indent=1)

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxlearn import checkpoint, data, finetune, init, optim, tasks, xla_cpu
+from jaxlearn import checkpoint, data, finetune, init, optim, qat, tasks, xla_cpu
 from jaxlearn import state as state_lib
 from jaxlearn.errors import ConfigError
 from jaxlearn.models import create_model
@@ -58,6 +58,13 @@ def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: s
         "(config.model.name), or set its size arguments in config.model.") from e
 
 
+def build_model(config, rngs: nnx.Rngs, dims: dict | None = None) -> nnx.Module:
+  """`config.model` as training and inference run it (with quantization-aware training's
+  fake-quantized products when `config.quantization` asks for them)."""
+  model = create_model(config.model, rngs, dims)
+  return qat.quantize_for_training(model, config.get("quantization", "none"))
+
+
 def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> state_lib.TrainState:
   """The model, optimizer and schedule of `config`, initialised from its seed.
 
@@ -76,7 +83,7 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
 
   def build():
     model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
-    model = create_model(config.model, nnx.Rngs(params=model_key), dims)
+    model = build_model(config, nnx.Rngs(params=model_key), dims)
     init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
     params = state_lib.pure(nnx.state(model, nnx.Param))
     frozen_layers = finetune.check_and_log(config, params)

@@ -11,6 +11,7 @@ import ml_collections
 from jaxlearn.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")  # config.precision; see jaxlearn.build.COMPUTE_DTYPES
+QUANTIZATIONS = ("none", "int8_qat")  # config.quantization; see jaxlearn.qat
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -146,10 +147,12 @@ def default_config() -> ml_collections.ConfigDict:
   # Mixed precision: "bf16" computes in bfloat16 with float32 parameters,
   # optimizer state and loss; "fp32" computes in float32.
   config.precision = "fp32"
+  # Quantization-aware training (jaxlearn.qat): "int8_qat" trains with int8 weights and
+  # inputs in every dense and convolution layer, as `jaxlearn.quantize --mode=int8_weights`
+  # later runs them; "none" trains in float.
+  config.quantization = "none"
   # Exponential moving average of the weights, used for evaluation; 0: off.
   config.ema_decay = 0.0
-  # Knowledge distillation from a finished run (jaxlearn.distill): its workdir, the softmax
-  # temperature T, and the weight of the teacher's term (1 - alpha goes to the labels).
   # Magnitude pruning (jaxlearn.prune): the final share of zero weights (0: off), the epochs
   # over which it rises to it, ranked over all prunable weights or per array, and which
   # parameters are prunable (patterns over paths; by default the kernels).
@@ -158,6 +161,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.prune.epochs = 1
   config.prune.scope = "global"
   config.prune.params = ".*kernel"
+  # Knowledge distillation from a finished run (jaxlearn.distill): its workdir, the softmax
+  # temperature T, and the weight of the teacher's term (1 - alpha goes to the labels).
   config.distill = ml_collections.ConfigDict()
   config.distill.teacher = ""
   config.distill.temperature = 4.0
@@ -252,7 +257,7 @@ def validate(config, num_devices: int = 1) -> None:
           f"batch is split over; set --config.{name} to a multiple of {num_devices} "
           f"(e.g. {multiple}).")
   choices = {"monitor_mode": ("min", "max"), "precision": PRECISIONS,
-             "on_nonfinite": ("stop", "skip")}
+             "on_nonfinite": ("stop", "skip"), "quantization": QUANTIZATIONS}
   for name, allowed in choices.items():
     if config[name] not in allowed:
       raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")

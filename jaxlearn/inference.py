@@ -27,7 +27,6 @@ import optax
 from jaxlearn import build, checkpoint, inputs as inputs_lib
 from jaxlearn import state as state_lib
 from jaxlearn.errors import CheckpointError, InputError
-from jaxlearn.models import create_model
 
 
 
@@ -57,8 +56,8 @@ def load_run(workdir: str) -> Run:
   if "model_dims" not in preprocessing or "input" not in preprocessing:
     raise InputError(f"{workdir}/preprocessing.json does not record the model's input; the run "
                      "was trained by an older jaxlearn. Train it again with this version.")
-  abstract = nnx.eval_shape(lambda: create_model(config.model, nnx.Rngs(0),
-                                                 preprocessing["model_dims"]))
+  abstract = nnx.eval_shape(lambda: build.build_model(config, nnx.Rngs(0),
+                                                      preprocessing["model_dims"]))
   graphdef, params, model_state = nnx.split(abstract, nnx.Param, ...)
   stored = checkpoint.load_best_arrays(workdir)
   weights = stored.get("ema_params") or stored["params"]

@@ -3,17 +3,21 @@
   python -m jaxlearn.quantize --workdir=W --out=DIR [--mode=int8|int8_weights]
 
 Every dense and convolution kernel becomes int8 with one scale per output
-channel (symmetric: w = scale * q, q in [-127, 127]). Their inputs are
-quantized too, per tensor, so that the product itself runs on int8 operands
-with int32 accumulation (`preferred_element_type=int32`) and is rescaled to
-float after: `int8` fixes each input's scale from the largest magnitude seen
-on training batches (static calibration); `int8_weights` measures it on every
-batch as it comes (dynamic). Everything else (biases, normalisation,
+channel. Their inputs are quantized too, so that the product itself runs on
+int8 operands with int32 accumulation (`preferred_element_type=int32`) and is
+rescaled to float after: `int8` fixes one scale per input from the largest
+magnitude seen on training batches (static calibration); `int8_weights`
+measures it on every example as it comes (dynamic: one scale per example, per
+row of a dense layer's input). Everything else (biases, normalisation,
 activations, pooling) stays float32.
 
-The quantized model is evaluated on the test split beside the float one and
-written in `jaxlearn.export`'s format (DIR/model.jax holds the int8 kernels,
-DIR/metadata.json says `"quantization"`); it is called the same way.
+The rounding is qwix's (scale = max |x| / 127.5, q = round(x / scale) in
+[-128, 127]), so a run trained with `config.quantization = "int8_qat"`
+(jaxlearn.qat) and quantized here with `int8_weights` computes what it trained.
+
+The quantized model is evaluated on the test split beside the model as trained
+and written in `jaxlearn.export`'s format (DIR/model.jax holds the int8
+kernels, DIR/metadata.json says `"quantization"`); it is called the same way.
 """
 
 import os
@@ -24,7 +28,10 @@ from jax.extend import core as jex_core
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlearn import analysis, evaluate, export, inference
+from flax import nnx
+import ml_collections
+
+from jaxlearn import analysis, build, evaluate, export, inference
 from jaxlearn.errors import ConfigError
 from jaxlearn.state import path_name
 
@@ -32,6 +39,8 @@ MODES = ("int8", "int8_weights")
 _PRODUCTS = ("dot_general", "conv_general_dilated")
 _NESTED_JIT = ("jit", "pjit")
 CALIBRATION_BATCHES = 8
+# The largest magnitude maps to the edge of int8's range (qwix's symmetric bound for int8).
+INT8_BOUND = 127.5
 
 
 class Kernel(NamedTuple):
@@ -42,11 +51,19 @@ class Kernel(NamedTuple):
 
 def quantize_kernel(kernel: np.ndarray) -> Kernel:
   """Symmetric per-output-channel int8 (the output channel is the last axis, as in Flax)."""
-  kernel = np.asarray(kernel, np.float32)
-  reduce = tuple(range(kernel.ndim - 1))
-  scale = np.maximum(np.abs(kernel).max(axis=reduce), 1e-12) / 127.0
-  q = np.clip(np.round(kernel / scale), -127, 127).astype(np.int8)
-  return Kernel(q, scale.astype(np.float32))
+  kernel = jnp.asarray(kernel, jnp.float32)
+  scale = int8_scale(jnp.abs(kernel).max(axis=tuple(range(kernel.ndim - 1))))
+  return Kernel(np.asarray(to_int8(kernel, scale)), np.asarray(scale))
+
+
+def int8_scale(absmax: jax.Array) -> jax.Array:
+  """The step between int8 levels for values up to `absmax` (1 where all are ~0)."""
+  scale = absmax / INT8_BOUND
+  return jnp.where(scale < jnp.sqrt(jnp.finfo(scale.dtype).tiny), 1.0, scale)
+
+
+def to_int8(x: jax.Array, scale: jax.Array) -> jax.Array:
+  return jnp.clip(jnp.round(x / scale), -128, 127).astype(jnp.int8)
 
 
 class QuantizedModel(NamedTuple):
@@ -61,7 +78,7 @@ def quantize_run(run: inference.Run, mode: str = "int8",
   """The run's inference function with its kernels' products in int8 (see the module doc)."""
   if mode not in MODES:
     raise ConfigError(f"--mode={mode!r}; choose one of {MODES}.")
-  fn, params = inference.make_inference_fn(run), run.state.params
+  fn, params = inference.make_inference_fn(_with_float_products(run)), run.state.params
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   names = [path_name(p) for p, _ in leaves]
   example = np.zeros((1, *run.spec.shape), run.spec.dtype)
@@ -103,7 +120,17 @@ def _calibrate(trace, leaves, arg_info, calibration) -> dict:
     closed = trace(batch)
     _evaluate(closed.jaxpr, closed.consts, list(leaves) + [batch], arg_info, None, None, set(),
               record)
-  return {k: float(v) / 127.0 for k, v in maxima.items()}
+  return {k: int8_scale(v) for k, v in maxima.items()}
+
+
+def _with_float_products(run: inference.Run) -> inference.Run:
+  """The run's model without quantization-aware training's fake quantization (if it had it):
+  its products are quantized here, as training fake-quantized them."""
+  config = ml_collections.ConfigDict(run.config.to_dict())
+  config.quantization = "none"
+  abstract = nnx.eval_shape(lambda: build.build_model(config, nnx.Rngs(0),
+                                                      run.preprocessing["model_dims"]))
+  return run._replace(state=run.state.replace(graphdef=nnx.graphdef(abstract)))
 
 
 def _evaluate(jaxpr, consts, args, arg_info, kernels, activation_scales, used, record=None):
@@ -162,12 +189,30 @@ def _per_channel_ok(eqn) -> bool:
 
 def _int8_product(eqn, x, kernel: Kernel, static_scale):
   """x (float) times the int8 kernel: int8 operands, int32 accumulation, rescaled to float."""
-  scale = static_scale if static_scale is not None else jnp.maximum(
-      jnp.max(jnp.abs(x)), 1e-12) / 127.0
-  q = jnp.clip(jnp.round(x / scale), -127, 127).astype(jnp.int8)
+  if static_scale is not None:
+    scale = out_scale = static_scale
+  else:
+    scale, out_scale = _dynamic_scales(eqn, x)
   params = dict(eqn.params, preferred_element_type=jnp.int32)
-  product = eqn.primitive.bind(q, jnp.asarray(kernel.q), **_bind_params(eqn.primitive, params))
-  return product.astype(jnp.float32) * (scale * jnp.asarray(kernel.scale))
+  product = eqn.primitive.bind(to_int8(x, scale), jnp.asarray(kernel.q),
+                               **_bind_params(eqn.primitive, params))
+  return product.astype(jnp.float32) * (out_scale * jnp.asarray(kernel.scale))
+
+
+def _dynamic_scales(eqn, x):
+  """Scales of x measured on x: per example of a convolution's input, per row (every axis
+  but the contracted ones) of a dense layer's; shaped for x and for the product."""
+  if eqn.primitive.name == "dot_general":
+    contracted = tuple(eqn.params["dimension_numbers"][0][0])
+    scale = int8_scale(jnp.abs(x).max(axis=contracted, keepdims=True))
+    return scale, jnp.squeeze(scale, contracted)[..., None]  # The kernel's axis comes last.
+  numbers = eqn.params["dimension_numbers"]
+  batch_axis, out_batch_axis = numbers.lhs_spec[0], numbers.out_spec[0]
+  scale = int8_scale(jnp.abs(x).max(axis=tuple(a for a in range(x.ndim) if a != batch_axis),
+                                    keepdims=True))
+  out_shape = [1] * len(eqn.outvars[0].aval.shape)
+  out_shape[out_batch_axis] = x.shape[batch_axis]
+  return scale, scale.reshape(out_shape)
 
 
 def _bind(eqn, values):
@@ -201,7 +246,8 @@ def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8") -> dict:
       jax.ShapeDtypeStruct((*batch_dim, *run.spec.shape), run.spec.dtype))
   metadata = export.metadata_for(run, exported, ("cpu",))
   report = {"mode": mode, "quantized_kernels": model.quantized,
-            "float_test": analysis.headline_score(run.task, targets, float_outputs),
+            "trained_with": run.config.get("quantization", "none"),
+            "trained_test": analysis.headline_score(run.task, targets, float_outputs),
             "int8_test": analysis.headline_score(run.task, targets, int8_outputs),
             "max_probability_difference": float(np.max(np.abs(float_outputs - int8_outputs))),
             "weights_bytes": {"float32": model.float_bytes, "int8": model.int8_bytes}}
@@ -224,10 +270,11 @@ def main(argv):
   from absl import flags  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
   report = quantize_and_export(values.workdir, values.out, values.mode)
-  metric = next(iter(report["float_test"]))
+  metric = next(iter(report["trained_test"]))
+  trained = "float32" if report["trained_with"] == "none" else report["trained_with"]
   print(f"{values.mode}: {len(report['quantized_kernels'])} kernels in int8 "
-        f"({', '.join(report['quantized_kernels'])}); test {metric} float32 "
-        f"{report['float_test'][metric]:.4f}, int8 {report['int8_test'][metric]:.4f}; weights "
+        f"({', '.join(report['quantized_kernels'])}); test {metric} as trained ({trained}) "
+        f"{report['trained_test'][metric]:.4f}, int8 {report['int8_test'][metric]:.4f}; weights "
         f"{report['weights_bytes']['float32'] / 1e3:.0f} kB -> "
         f"{report['weights_bytes']['int8'] / 1e3:.0f} kB; {values.out}/{export.MODEL_FILE} "
         f"{report['artifact_bytes'] / 1e3:.0f} kB")
