@@ -21,9 +21,14 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "mnist"
-  # ROOT holding ROOT/<name>/ raw files; empty: env JAXLEARN_DATA_DIR, then TFDS.
+  # ROOT holding ROOT/<name>/ raw files; empty: env JAXLEARN_DATA_DIR, else the download
+  # cache ~/.cache/jaxlearn/data. Missing files are downloaded into ROOT/<name>/ (auto);
+  # local: never download; tfds: read TensorFlow Datasets instead.
   config.data.dir = ""
   config.data.source = "auto"  # auto | local | tfds
+  # Where downloads come from instead of the datasets' own sites: MIRROR/<name>/<file>.
+  # Empty: env JAXLEARN_DATA_MIRROR, else the canonical URLs.
+  config.data.mirror = ""
   config.data.tfds_data_dir = ""  # TFDS cache dir; empty: TFDS's default
   config.data.val_fraction = 0.1  # held out from the training split
   # "a:b:c" pools every labelled example and splits it train:val:test

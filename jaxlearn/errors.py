@@ -13,6 +13,10 @@ class DataError(JaxlearnError):
   """Missing, truncated or malformed dataset files."""
 
 
+class MissingFilesError(DataError):
+  """A dataset's files are not in the folder they were looked for in (they may be fetched)."""
+
+
 class CheckpointError(JaxlearnError):
   """A checkpoint that cannot be restored into the configured model."""
 

@@ -3,6 +3,7 @@
 import gzip
 import os
 import pathlib
+import tempfile
 
 import numpy as np
 import pytest
@@ -10,6 +11,12 @@ import pytest
 from configs import mnist_lenet
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parent.parent
+# No test reaches the internet: a dataset that is not found locally is "downloaded" from a
+# closed local port (so it fails at once) into a scratch cache, here and in the CLI
+# subprocesses, which inherit these. Download tests start their own mirror.
+OFFLINE_MIRROR = "http://127.0.0.1:9"
+os.environ["JAXLEARN_DATA_MIRROR"] = OFFLINE_MIRROR
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="jaxlearn_test_cache_")
 
 
 def real_data_dir() -> str:

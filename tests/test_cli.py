@@ -37,11 +37,10 @@ def test_unknown_config_key_names_it_and_its_siblings(tmp_path):
 
 
 def test_no_data_source_says_how_to_get_the_files(tmp_path):
-  if _tfds_installed():
-    pytest.skip("tensorflow-datasets is installed, so TFDS would be tried")
-  result = _main(f"--workdir={tmp_path / 'w'}")
+  result = _main(f"--workdir={tmp_path / 'w'}")  # Offline: the tests' mirror is a closed port.
   assert result.returncode == 2
-  assert "jaxlearn: error: No mnist data: no data root is set" in result.stderr
+  assert "jaxlearn: error: No mnist data: its files are not in " in result.stderr
+  assert "downloading http://127.0.0.1:9/mnist/train-images-idx3-ubyte.gz failed" in result.stderr
   assert "pass --config.data.dir=ROOT (or set JAXLEARN_DATA_DIR=ROOT)" in result.stderr
   assert not os.path.exists(tmp_path / "w")
 
@@ -101,14 +100,6 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
   assert re.search(r"Epoch 2/2: train accuracy [\d.]+%, loss \S+ \| val accuracy [\d.]+%, "
                    r"loss \S+, top5_accuracy [\d.]+% \| best val accuracy [\d.]+% at epoch \d "
                    r"\| [\d.]+ s", resumed.stderr)
-
-
-def _tfds_installed() -> bool:
-  try:
-    import tensorflow_datasets  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return False
-  return True
 
 
 @pytest.mark.parametrize("args,message", [

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import write_idx
 from jaxlearn.config import default_config
-from jaxlearn.data import datasets, idx, images, pipeline, sources
+from jaxlearn.data import datasets, download, idx, images, pipeline, sources
 from jaxlearn.errors import ConfigError, DataError
 
 
@@ -79,20 +79,34 @@ def test_payload_shorter_than_header_says_is_reported(tmp_path):
 def test_missing_files_are_named_with_how_to_get_them(tmp_path):
   (tmp_path / "mnist").mkdir()
   config = default_config().data
-  config.dir = str(tmp_path)
+  config.dir, config.source = str(tmp_path), "local"  # local: never downloads
   with pytest.raises(DataError) as error:
     datasets.load_raw(config)
   message = str(error.value)
   assert "train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz" in message
   assert f"not found in {tmp_path / 'mnist'}" in message
   assert "--config.data.dir=ROOT" in message and "jaxlearn[tfds]" in message
+  assert "--config.data.mirror=URL (or JAXLEARN_DATA_MIRROR)" in message
 
 
-def test_no_source_at_all_says_how_to_get_data(monkeypatch):
+def test_missing_files_offline_say_the_download_failed_and_how_to_get_them(tmp_path):
+  (tmp_path / "mnist").mkdir()
+  config = default_config().data
+  config.dir = str(tmp_path)  # source auto: downloads, here from the tests' closed port
+  with pytest.raises(DataError, match=(
+      rf"No mnist data: its files are not in {tmp_path / 'mnist'}, and downloading "
+      r"http://127.0.0.1:9/mnist/train-images-idx3-ubyte.gz failed 3 times, last with "
+      r"URLError: .*\. Put the four IDX files")):
+    datasets.load_raw(config)
+  assert os.listdir(tmp_path / "mnist") == []
+
+
+def test_no_data_root_downloads_into_the_cache(monkeypatch):
   monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
-  monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", None)  # not installed
-  with pytest.raises(DataError, match="No mnist data: no data root is set .* and "
-                     "tensorflow-datasets is not installed. Either put the four IDX files"):
+  cache = download.default_root()
+  assert cache == os.path.join(os.environ["XDG_CACHE_HOME"], "jaxlearn", "data")
+  with pytest.raises(DataError, match=rf"No mnist data: its files are not in "
+                                      rf"{os.path.join(cache, 'mnist')}, and downloading"):
     datasets.load_raw(default_config().data)
 
 
@@ -227,7 +241,9 @@ def test_tfds_source_returns_the_same_arrays_as_local_files(monkeypatch):
   fake = _FakeTfds()
   monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
   monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
-  raw = datasets.load_raw(default_config().data)
+  config = default_config().data
+  config.source = "tfds"
+  raw = datasets.load_raw(config)
   assert raw.train[0].shape == (6, 28, 28, 1) and raw.train[0].dtype == np.uint8
   assert raw.test[1].dtype == np.int32
   assert fake.calls[0][0] == "mnist" and fake.calls[0][1]["split"] == ["train", "test"]
@@ -237,6 +253,8 @@ def test_tfds_failing_offline_says_how_to_get_the_files(monkeypatch):
   fake = _FakeTfds(error=ConnectionError("Failed to resolve host"))
   monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", fake)
   monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
+  config = default_config().data
+  config.source = "tfds"
   with pytest.raises(DataError, match=r"No mnist data: TFDS could not load or download it "
-                     r"\(Failed to resolve host\)\. Either put the four IDX files"):
-    datasets.load_raw(default_config().data)
+                     r"\(Failed to resolve host\)\. Put the four IDX files"):
+    datasets.load_raw(config)

@@ -85,6 +85,9 @@ def test_imdb_from_csv_and_from_aclimdb_folders(tmp_path):
 def test_missing_sst2_files_say_how_to_get_them(tmp_path):
   (tmp_path / "sst2").mkdir()
   with pytest.raises(DataError, match="No sst2 data: train.tsv, dev.tsv not found in .*GLUE"):
+    data.load_raw(_data_config(name="sst2", dir=str(tmp_path), source="local"))
+  with pytest.raises(DataError, match="No sst2 data: its files are not in .*sst2, and "
+                                      "downloading http://127.0.0.1:9/sst2/train.tsv failed"):
     data.load_raw(_data_config(name="sst2", dir=str(tmp_path)))
 
 
@@ -311,6 +314,6 @@ def test_sst2_from_tfds_uses_validation_as_test(monkeypatch):
 
   monkeypatch.setitem(__import__("sys").modules, "tensorflow_datasets", FakeTfds)
   monkeypatch.delenv(sources.DATA_DIR_ENV, raising=False)
-  raw = data.load_raw(_data_config(name="sst2"))
+  raw = data.load_raw(_data_config(name="sst2", source="tfds"))
   assert FakeTfds.calls == [("glue/sst2", ["train", "validation"])]
   assert raw.kind == "text" and raw.train[0][0] == "a fine film" and len(raw.test[1]) == 4

@@ -9,8 +9,8 @@ import os
 import numpy as np
 
 from jaxlearn.data import idx
-from jaxlearn.data.sources import RawData, load_tfds, local_or_tfds
-from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.data.sources import RawData, elsewhere, load_tfds, local_or_tfds
+from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -53,7 +53,7 @@ def load_idx_dir(directory: str, name: str) -> RawData:
   paths = {split: [os.path.join(directory, f) for f in files] for split, files in IDX_FILES.items()}
   missing = [p for ps in paths.values() for p in ps if not _exists(p)]
   if missing:
-    raise DataError(_how_to_get_idx(
+    raise MissingFilesError(_how_to_get_idx(
         name, f"{', '.join(os.path.basename(p) for p in missing)} not found in {directory}"))
   raw = {}
   for split, (images_path, labels_path) in paths.items():
@@ -91,7 +91,7 @@ def read_cifar10_dir(directory: str) -> RawData:
   missing = [f for files in CIFAR10_FILES.values() for f in files
              if not os.path.exists(os.path.join(directory, f))]
   if missing:
-    raise DataError(_how_to_get_cifar10(f"{', '.join(missing)} not found in {directory}"))
+    raise MissingFilesError(_how_to_get_cifar10(f"{', '.join(missing)} not found in {directory}"))
   splits = {split: [_read_cifar10_batch(os.path.join(directory, f)) for f in files]
             for split, files in CIFAR10_FILES.items()}
   train, test = (tuple(np.concatenate(parts) for parts in zip(*splits[s])) for s in splits)
@@ -169,15 +169,11 @@ def _exists(path: str) -> bool:
 
 def _how_to_get_idx(name: str, reason: str) -> str:
   files = ", ".join(f for pair in IDX_FILES.values() for f in pair)
-  return (f"No {name} data: {reason}. Either put the four IDX files ({files}) from "
-          f"{IDX_ORIGINS[name]} in ROOT/{name}/ and pass --config.data.dir=ROOT "
-          "(or set JAXLEARN_DATA_DIR=ROOT), or run `pip install 'jaxlearn[tfds]'` on a machine "
-          "with internet access so TensorFlow Datasets can download and prepare it.")
+  return (f"No {name} data: {reason}. Put the four IDX files ({files}) from "
+          f"{IDX_ORIGINS[name]} in ROOT/{name}/ {elsewhere(name)}")
 
 
 def _how_to_get_cifar10(reason: str) -> str:
-  return (f"No cifar10 data: {reason}. Either unpack cifar-10-binary.tar.gz (the \"binary "
-          "version\" from https://www.cs.toronto.edu/~kriz/cifar.html: data_batch_1.bin .. "
-          "data_batch_5.bin, test_batch.bin) into ROOT/cifar10/ and pass --config.data.dir=ROOT, "
-          "or run `pip install 'jaxlearn[tfds]'` with internet access so TensorFlow Datasets can "
-          "download it.")
+  return (f"No cifar10 data: {reason}. Unpack cifar-10-binary.tar.gz (the \"binary version\" "
+          "from https://www.cs.toronto.edu/~kriz/cifar.html: data_batch_1.bin .. "
+          f"data_batch_5.bin, test_batch.bin) into ROOT/cifar10/ {elsewhere('cifar10')}")

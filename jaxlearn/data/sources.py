@@ -9,12 +9,14 @@ cares which loader ran (local files, TFDS, a generator or the user's arrays).
 import os
 from typing import Callable, NamedTuple
 
+from absl import logging
 import numpy as np
 
-from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.data import download
+from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 DATA_DIR_ENV = "JAXLEARN_DATA_DIR"
-SOURCES = ("auto", "local", "tfds")
+SOURCES = ("auto", "local", "tfds")  # auto: local files, downloaded when missing
 
 # RawData.kind: how the pipeline turns inputs into arrays a model takes.
 KINDS = {
@@ -45,24 +47,43 @@ def resolve_data_dir(data_config) -> str:
 def local_or_tfds(data_config, read_local: Callable[[str], RawData],
                   read_tfds: Callable[[], RawData], how_to_get: Callable[[str], str],
                   fallback_dirs: tuple = ()) -> RawData:
-  """Reads ROOT/<name>/ when a data root is set (or source='local'), else TFDS.
+  """Reads ROOT/<name>/, downloading the files there first if they are missing; or TFDS.
 
-  `fallback_dirs` are system folders (such as Debian's dataset packages) tried
-  in 'auto' mode when no data root is set.
+  ROOT is `config.data.dir` / $JAXLEARN_DATA_DIR; without one, `fallback_dirs`
+  (system folders such as Debian's dataset packages) are tried, then the
+  download cache. `source='local'` never downloads; `source='tfds'` reads TFDS.
   """
   if data_config.source not in SOURCES:
     raise ConfigError(f"Unknown config.data.source {data_config.source!r}; "
                       f"choose one of {SOURCES}.")
+  if data_config.source == "tfds":
+    return read_tfds()
   root = resolve_data_dir(data_config)
-  if data_config.source == "local" or (data_config.source == "auto" and root):
-    if not root:
-      raise DataError(how_to_get("config.data.source='local' but no data root is set"))
-    return read_local(os.path.join(root, data_config.name))
-  if data_config.source == "auto":
-    for directory in fallback_dirs:
-      if os.path.isdir(directory):
-        return read_local(directory)
-  return read_tfds()
+  if data_config.source == "local" and not root:
+    raise DataError(how_to_get("config.data.source='local' but no data root is set"))
+  if not root:
+    found = [d for d in fallback_dirs if os.path.isdir(d)]
+    if found:
+      return read_local(found[0])
+    root = download.default_root()
+  directory = os.path.join(root, data_config.name)
+  try:
+    return read_local(directory)
+  except MissingFilesError:
+    if data_config.source == "local" or data_config.name not in download.REMOTE:
+      raise
+    logging.info("No %s files in %s; downloading them there.", data_config.name, directory)
+  download.fetch(data_config.name, directory, download.mirror_of(data_config),
+                 lambda reason: how_to_get(f"its files are not in {directory}, and {reason}"))
+  return read_local(directory)
+
+
+def elsewhere(name: str) -> str:
+  """The end of every missing-data message: the other ways to get dataset `name`."""
+  return (f"and pass --config.data.dir=ROOT (or set {DATA_DIR_ENV}=ROOT); or point "
+          f"--config.data.mirror=URL (or {download.MIRROR_ENV}) at a copy laid out as "
+          f"URL/{name}/<file>; or read TensorFlow Datasets with --config.data.source=tfds "
+          "(pip install 'jaxlearn[tfds]').")
 
 
 # Examples per batch read from TFDS: whole splits at once (batch_size=-1) need TensorFlow to

@@ -13,8 +13,9 @@ import re
 
 import numpy as np
 
-from jaxlearn.data.sources import RawData, check_pairs, labels_to_ids, load_tfds, local_or_tfds
-from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.data.sources import RawData, check_pairs, elsewhere, labels_to_ids, load_tfds
+from jaxlearn.data.sources import local_or_tfds
+from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 PAD, UNK = 0, 1
 SST2_CLASSES = ("negative", "positive")  # GLUE's label 0 and 1
@@ -88,10 +89,13 @@ def read_labelled_table(path: str, text_column: str, label_column: str,
 
 
 def _read_sst2_dir(directory: str) -> RawData:
+  nested = os.path.join(directory, "SST-2")  # GLUE's SST-2.zip, unpacked
+  if os.path.isdir(nested):
+    directory = nested
   paths = [os.path.join(directory, f) for f in ("train.tsv", "dev.tsv")]
   missing = [os.path.basename(p) for p in paths if not os.path.exists(p)]
   if missing:
-    raise DataError(_how_to_get_sst2(f"{', '.join(missing)} not found in {directory}"))
+    raise MissingFilesError(_how_to_get_sst2(f"{', '.join(missing)} not found in {directory}"))
   (train_x, train_y), (test_x, test_y) = (
       read_labelled_table(p, "sentence", "label", "\t") for p in paths)
   return RawData("text", (train_x, labels_to_ids(train_y)[0]), (test_x, labels_to_ids(test_y)[0]),
@@ -106,7 +110,7 @@ def _read_imdb_dir(directory: str) -> RawData:
     return RawData("text", train, test, class_names=("neg", "pos"))
   paths = [os.path.join(directory, f) for f in ("train.csv", "test.csv")]
   if not all(os.path.exists(p) for p in paths):
-    raise DataError(_how_to_get_imdb(f"neither aclImdb/ nor train.csv + test.csv in {directory}"))
+    raise MissingFilesError(_how_to_get_imdb(f"neither aclImdb/ nor train.csv + test.csv in {directory}"))
   (train_x, train_y), (test_x, test_y) = (
       read_labelled_table(p, "text", "label", ",") for p in paths)
   train_y, names = labels_to_ids(train_y)
@@ -133,15 +137,12 @@ def _tfds_text(data_config, tfds_name, splits, text_key, how_to_get) -> RawData:
 
 
 def _how_to_get_sst2(reason: str) -> str:
-  return (f"No sst2 data: {reason}. Either put GLUE's SST-2 train.tsv and dev.tsv (columns "
-          "'sentence' and 'label', from https://gluebenchmark.com/tasks) in ROOT/sst2/ and pass "
-          "--config.data.dir=ROOT, or run `pip install 'jaxlearn[tfds]'` with internet access so "
-          "TensorFlow Datasets can download glue/sst2.")
+  return (f"No sst2 data: {reason}. Put GLUE's SST-2 train.tsv and dev.tsv (columns 'sentence' "
+          "and 'label', from https://gluebenchmark.com/tasks) in ROOT/sst2/ "
+          f"{elsewhere('sst2')}")
 
 
 def _how_to_get_imdb(reason: str) -> str:
-  return (f"No imdb data: {reason}. Either unpack aclImdb_v1.tar.gz (https://ai.stanford.edu/"
-          "~amaas/data/sentiment/) into ROOT/imdb/, or put train.csv and test.csv with 'text' "
-          "and 'label' columns there, and pass --config.data.dir=ROOT; or run `pip install "
-          "'jaxlearn[tfds]'` with internet access so TensorFlow Datasets can download "
-          "imdb_reviews.")
+  return (f"No imdb data: {reason}. Unpack aclImdb_v1.tar.gz (https://ai.stanford.edu/~amaas/"
+          "data/sentiment/) into ROOT/imdb/, or put train.csv and test.csv with 'text' and "
+          f"'label' columns there, {elsewhere('imdb')}")
