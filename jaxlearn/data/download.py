@@ -139,10 +139,14 @@ def _download_once(url: str, path: str, md5: str) -> None:
       total = int(response.headers.get("Content-Length") or 0) or None
       with tqdm(total=total, unit="B", unit_scale=True, desc=f"Downloading {name}",
                 disable=None, leave=False) as bar:
+        received = 0
         while chunk := response.read(CHUNK_BYTES):
           out.write(chunk)
           digest.update(chunk)
           bar.update(len(chunk))
+          received += len(chunk)
+    if total is not None and received < total:  # The server closed the connection early.
+      raise http.client.IncompleteRead(b"", total - received)
     if digest.hexdigest() != md5:
       raise DataError(f"{url} has MD5 {digest.hexdigest()}, not the published {md5}: the "
                       "download is corrupt or the server holds another file; nothing was kept")
