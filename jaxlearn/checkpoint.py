@@ -130,7 +130,12 @@ def load_best_arrays(source: str, what: str = "") -> dict:
   step = manager.latest_step()
   try:
     with _orbax_errors_raised_not_logged():
-      stored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+      # Onto this process's first device, whatever devices and processes wrote it.
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                              manager.item_metadata(step)["state"])
+      stored = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract)))
   except Exception as e:
     raise _corrupt(os.path.join(directory, str(step)), e) from e
   finally:

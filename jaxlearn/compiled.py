@@ -12,7 +12,7 @@ from jaxlearn.tasks import CLASSIFICATION
 
 def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, augment=None,
                   steps_per_call: int = 1, cpu_kernels: bool = True,
-                  static_count: bool | None = None, loss_fn=None):
+                  static_count: bool | None = None, loss_fn=None, state_sharding=None):
   """Compiled `train_steps` (chunks of up to `steps_per_call` steps) and `eval_step`.
 
   Both take their batches from data already on the devices, so a chunk is one
@@ -24,6 +24,8 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
   replaces the task's loss in training (e.g. `jaxlearn.distill.make_loss`).
 
   On a CPU mesh, `cpu_kernels` compiles both with `jaxlearn.xla_cpu`.
+  `state_sharding` (see `parallel.state_sharding`; default replicated) is how
+  the returned state is laid out over the devices.
 
   `static_count` compiles one program per chunk length instead of one for all
   (default: on GPUs and TPUs, not on the CPU). A GPU runs a loop of unknown
@@ -48,7 +50,9 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
     return eval_step(state, jax.tree.map(lambda b: b[i], batches), task=task,
                      model_transform=transform)
 
-  return (jax.jit(train_chunk, out_shardings=replicated, donate_argnums=0,
+  state_out = replicated if state_sharding is None else state_sharding
+  return (jax.jit(train_chunk, out_shardings=(state_out, replicated, replicated),
+                  donate_argnums=0,
                   static_argnums=(3,) if static_count else (),
                   compiler_options=options("train")),
           jax.jit(eval_batch, out_shardings=replicated, compiler_options=options("eval")))

@@ -12,6 +12,7 @@ from jaxlearn.errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")  # config.precision; see jaxlearn.build.COMPUTE_DTYPES
 QUANTIZATIONS = ("none", "int8_qat")  # config.quantization; see jaxlearn.qat
+SHARDINGS = ("replicated", "fsdp")  # config.sharding; see jaxlearn.parallel
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -156,6 +157,9 @@ def default_config() -> ml_collections.ConfigDict:
   # inputs in every dense and convolution layer, as `jaxlearn.quantize --mode=int8_weights`
   # later runs them; "none" trains in float.
   config.quantization = "none"
+  # How the train state lies on the devices: "replicated" (a copy on each), or "fsdp" (each
+  # parameter and optimizer-state array split over them, for models too big for one device).
+  config.sharding = "replicated"
   # Exponential moving average of the weights, used for evaluation; 0: off.
   config.ema_decay = 0.0
   # Magnitude pruning (jaxlearn.prune): the final share of zero weights (0: off), the epochs
@@ -262,7 +266,8 @@ def validate(config, num_devices: int = 1) -> None:
           f"batch is split over; set --config.{name} to a multiple of {num_devices} "
           f"(e.g. {multiple}).")
   choices = {"monitor_mode": ("min", "max"), "precision": PRECISIONS,
-             "on_nonfinite": ("stop", "skip"), "quantization": QUANTIZATIONS}
+             "on_nonfinite": ("stop", "skip"), "quantization": QUANTIZATIONS,
+             "sharding": SHARDINGS}
   for name, allowed in choices.items():
     if config[name] not in allowed:
       raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")

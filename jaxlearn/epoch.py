@@ -45,7 +45,8 @@ class EpochRunner:
     """
     epoch_metrics, window = None, []
     window_start, window_steps, step = time.time(), 0, first_step
-    bar = reporting.progress_bar(self.progress_bar, self.steps_per_epoch, first_step,
+    shown = self.progress_bar and (self.reporter is None or self.reporter.writes)
+    bar = reporting.progress_bar(shown, self.steps_per_epoch, first_step,
                                  f"epoch {epoch + 1}/{self.num_epochs}")
     while step < self.steps_per_epoch:
       count = min(self.steps_per_call, self.log_every_steps - window_steps,

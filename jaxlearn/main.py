@@ -46,6 +46,13 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                           lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
+# Many processes, one run (jaxlearn.distributed): the same three flags on every process.
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0's "
+                                   "coordinator, for a run over several processes.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "How many processes the run has.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index, 0 to N-1.")
+_HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 30, "A process that stops answering "
+                                  "this long ends the others with an error.")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -141,9 +148,13 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().python_handler.addFilter(_only_jaxlearn_info)
   try:
-    from jaxlearn import train  # pylint: disable=import-outside-toplevel  # After the flags.
+    from jaxlearn import distributed, train  # pylint: disable=import-outside-toplevel
     from jaxlearn.errors import JaxlearnError  # pylint: disable=import-outside-toplevel
     try:
+      distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                             _HEARTBEAT.value)
+      if not distributed.is_primary():  # Process 0 speaks for the run.
+        logging.set_verbosity(logging.WARNING)
       summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except JaxlearnError as e:
       _exit_bad_input(str(e))
@@ -154,7 +165,8 @@ def main(argv):
     _exit_interrupted("(at once); checkpoints already in the workdir are kept, and rerunning "
                       "the same command resumes from the latest")
   from jaxlearn.progress import describe  # pylint: disable=import-outside-toplevel
-  print(describe(summary, _WORKDIR.value))
+  if distributed.is_primary():
+    print(describe(summary, _WORKDIR.value))
 
 
 if __name__ == "__main__":

@@ -36,13 +36,19 @@ class Reporter:
   the JSON lines are one `{"step", "split", <metric>: value}` object per write.
   """
 
-  def __init__(self, workdir: str):
-    self._workdir = workdir
+  def __init__(self, workdir: str | None):
+    self._workdir = workdir  # None: writes nothing (a process other than the primary one)
     self._tensorboard = None  # Opened by the first write: a run that fails first leaves no file.
     self._jsonl = None
 
+  @property
+  def writes(self) -> bool:
+    return self._workdir is not None
+
   def write(self, step: int, split: str, scalars: dict[str, float], echo: bool = True) -> None:
     """Records `scalars`; `echo=False` keeps them out of the log (a progress bar shows them)."""
+    if self._workdir is None:
+      return
     if echo:
       logging.info("step %d %s: %s", step, split,
                    ", ".join(f"{k}={_format(v)}" for k, v in scalars.items()))

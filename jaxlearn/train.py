@@ -16,9 +16,8 @@ import time
 from absl import logging
 import jax
 
-from jaxlearn import build, checkpoint, compiled, data, distill, divergence, interrupts, parallel
-from jaxlearn import plateau
-from jaxlearn import metric_values, reporting
+from jaxlearn import build, checkpoint, compiled, data, distill, distributed, divergence
+from jaxlearn import interrupts, metric_values, parallel, plateau, reporting
 from jaxlearn import config as config_lib
 from jaxlearn import workdir as workdir_lib
 from jaxlearn import state as state_lib
@@ -53,20 +52,25 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   state = build.create_state(config, steps_per_epoch, dims)
   build.check_model_fits(state, splits, task, config.model.name)
   loss_fn = _distillation_loss(config, task, splits)
-  state = jax.device_put(state, parallel.replicated(mesh))
+  shardings = parallel.state_sharding(state, mesh, config.sharding)
+  state = jax.device_put(state, shardings)
+  here, total = parallel.bytes_per_device(state)
+  logging.info("Train state: %.2f MB per device of %.2f MB (config.sharding=%s).", here / 1e6,
+               total / 1e6, config.sharding)
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
                config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
                len(splits.val["targets"]), len(splits.test["targets"]), jax.device_count())
-  with workdir_lib.claim(workdir, config) as saved_config:
+  with workdir_lib.claim(workdir, config, distributed.is_primary()) as saved_config:
     checkpoints = checkpoint.Checkpoints(workdir)
     try:
-      state, progress = _resume(state, checkpoints, config, saved_config, mesh)
+      state, progress = _resume(state, checkpoints, config, saved_config, shardings)
       _write_json(os.path.join(workdir, workdir_lib.CONFIG_FILE),
                   workdir_lib.config_record(config))
       _write_json(os.path.join(workdir, "preprocessing.json"),
                   {**splits.preprocessing, "model_dims": dims})
       progress, test_metrics = _train_and_test(config, workdir, mesh, task, splits, state,
-                                               steps_per_epoch, progress, checkpoints, loss_fn)
+                                               steps_per_epoch, progress, checkpoints, loss_fn,
+                                               shardings)
     except NonFiniteLossError as e:
       raise NonFiniteLossError(f"{e} {_what_is_kept(checkpoints, workdir)}") from None
     finally:
@@ -79,16 +83,16 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
 
 
 def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch, progress,
-                    checkpoints, loss_fn=None) -> tuple[Progress, dict]:
+                    checkpoints, loss_fn=None, shardings=None) -> tuple[Progress, dict]:
   """The epochs still to run, each validated and checkpointed; then the best one tested."""
   train_chunk, eval_batch = compiled.compile_steps(
       mesh, task, skip_nonfinite=config.on_nonfinite == "skip",
       augment=augmentation.make_augment(config.augment), steps_per_call=config.steps_per_call,
-      cpu_kernels=config.cpu_kernels, loss_fn=loss_fn)
+      cpu_kernels=config.cpu_kernels, loss_fn=loss_fn, state_sharding=shardings)
   train_data = pipeline.to_device(splits.train, mesh)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
   batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
-  reporter = reporting.Reporter(workdir)
+  reporter = reporting.Reporter(workdir if distributed.is_primary() else None)
   chance = divergence.chance_accuracy(task.name, splits.val["targets"])
   try:
     with interrupts.catch_stop_signals() as stop:
@@ -140,15 +144,15 @@ def _distillation_loss(config, task, splits):
   return distill.make_loss(teacher, task.loss, config.distill.temperature, config.distill.alpha)
 
 
-def _resume(state, checkpoints, config, saved_config, mesh) -> tuple[state_lib.TrainState,
-                                                                      Progress]:
+def _resume(state, checkpoints, config, saved_config, shardings) -> tuple[state_lib.TrainState,
+                                                                           Progress]:
   """The workdir's latest state and progress, or a fresh run's (optionally transfer-learned)."""
   state, saved = checkpoints.restore_latest(state)
   if not saved:
     if config.init.from_checkpoint:
       state = jax.device_put(build.start_from_checkpoint(state, config.init.from_checkpoint,
                                                          config.init.from_checkpoint_include),
-                             parallel.replicated(mesh))
+                             shardings)
     return state, Progress()
   progress = Progress(**saved)
   if progress.stop_reason and _may_continue(progress, config, saved_config):
@@ -199,6 +203,9 @@ def _interrupted(state, checkpoints) -> TrainingInterrupted:
 
 
 def _write_json(path: str, value) -> None:
+  """Writes `value` whole (renamed into place); only the primary process writes."""
+  if not distributed.is_primary():
+    return
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
     json.dump(reporting.json_safe(value), f, indent=2, default=str, allow_nan=False)

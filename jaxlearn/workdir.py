@@ -23,7 +23,7 @@ MAY_CHANGE = frozenset({
     "num_epochs", "early_stopping.patience", "early_stopping.min_delta", "log_every_steps",
     "steps_per_call", "progress_bar", "eval_batch_size", "cpu_kernels",
     "compilation_cache_dir", "data.dir", "data.mirror", "data.tfds_data_dir", "on_nonfinite",
-    "max_consecutive_nonfinite",
+    "max_consecutive_nonfinite", "sharding",
 })
 
 
@@ -96,16 +96,20 @@ def check_same_run(workdir: str, config) -> dict | None:
 
 
 @contextlib.contextmanager
-def claim(workdir: str, config):
+def claim(workdir: str, config, primary: bool = True):
   """Checks the workdir holds this config's run, then holds its lock; yields the saved config.
 
   The lock is an advisory `flock` on WORKDIR/.lock: the kernel drops it when the
-  process ends, however it ends, so a killed run never blocks the next one.
+  process ends, however it ends, so a killed run never blocks the next one. Of a
+  run's several processes only the primary one takes it.
   """
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise WorkdirError(f"--workdir={workdir} is a file, not a directory; pass a directory "
                        "(it is created if missing).")
   saved = check_same_run(workdir, config)
+  if not primary:
+    yield saved
+    return
   try:
     os.makedirs(workdir, exist_ok=True)
     lock = open(os.path.join(workdir, LOCK_FILE), "a+", encoding="utf-8")
