@@ -45,6 +45,16 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.min_count = 1  # words seen fewer times in train are unknown
   # Tables (name "csv"): the file, the column to predict, columns to ignore ("a,b").
   config.data.path = ""
+  # image_folder: every image decoded to (height, width) (empty: the first image's size, which
+  # all must share) with 1 (grey) or 3 (RGB) channels (0: as the first image).
+  config.data.image_size = ()
+  config.data.channels = 0
+  # How training batches are made: "memory" reads the training split into the devices'
+  # memory once (small datasets); "grain" streams it from the source with Grain, decoded in
+  # `data.workers` worker processes, each process reading only its shard
+  # (jaxlearn.data.streaming). Validation and test splits are read into memory either way.
+  config.data.pipeline = "memory"
+  config.data.workers = 2
   config.data.target_column = ""
   config.data.drop_columns = ""
   # Generated data (synthetic_linear, two_moons).
@@ -267,10 +277,10 @@ def validate(config, num_devices: int = 1) -> None:
           f"(e.g. {multiple}).")
   choices = {"monitor_mode": ("min", "max"), "precision": PRECISIONS,
              "on_nonfinite": ("stop", "skip"), "quantization": QUANTIZATIONS,
-             "sharding": SHARDINGS}
+             "sharding": SHARDINGS, "data.pipeline": ("memory", "grain")}
   for name, allowed in choices.items():
-    if config[name] not in allowed:
-      raise ConfigError(f"config.{name}={config[name]!r}; use one of {list(allowed)}.")
+    if _get(config, name) not in allowed:
+      raise ConfigError(f"config.{name}={_get(config, name)!r}; use one of {list(allowed)}.")
   if not 0 <= config.prune.sparsity < 1 or config.prune.epochs < 0 or \
       config.prune.scope not in ("global", "layer"):
     raise ConfigError(f"config.prune: sparsity={config.prune.sparsity} must be in [0, 1), "

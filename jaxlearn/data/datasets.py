@@ -2,7 +2,7 @@
 
 import functools
 
-from jaxlearn.data import images, synthetic, tabular, text
+from jaxlearn.data import folders, images, synthetic, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
@@ -13,6 +13,7 @@ DATASETS = {
     "sst2": text.load_sst2,
     "imdb": text.load_imdb,
     "csv": tabular.load_csv,
+    "image_folder": folders.load_image_folder,
     "synthetic_linear": synthetic.load_linear,
     "two_moons": synthetic.load_two_moons,
 }

@@ -12,13 +12,15 @@ import jax
 import numpy as np
 
 from jaxlearn import parallel
-from jaxlearn.data import images, tabular, text
+from jaxlearn.data import folders, images, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
 Split = dict[str, np.ndarray]  # {"inputs": ..., "targets": ...}
 
 
+# Image files (config.data.name="image_folder") fit mean/std on this many training images.
+STATS_IMAGES = 2048
 # How a dataset without a test split of its own is cut, unless config.data.split_ratios says.
 DEFAULT_RATIOS = "7:2:1"
 
@@ -75,7 +77,8 @@ def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
   if raw.kind == "image":
     mean, std = data_config.mean, data_config.std
     if not mean:  # Fitted, so no statistic of val/test leaks into training.
-      mean, std = images.channel_stats(train_inputs)
+      mean, std = images.channel_stats(np.asarray(train_inputs[:STATS_IMAGES] if isinstance(
+          train_inputs, folders.ImageFiles) else train_inputs))
     return {"mean": list(mean), "std": list(std)}
   if raw.kind == "text":
     vocabulary = text.build_vocabulary(train_inputs, data_config.vocab_size, data_config.min_count)
@@ -127,6 +130,14 @@ def _hold_out(split, fraction: float, rng):
   return tuple(a[train_idx] for a in split), tuple(a[val_idx] for a in split)
 
 
+def _concatenate(parts):
+  """np.concatenate, or the parts' own (ImageFiles joins file lists without decoding)."""
+  if len(parts) == 1:
+    return parts[0]
+  own = getattr(parts[0], "concatenate", None)
+  return own(parts) if own is not None else np.concatenate(parts)
+
+
 def _split_by_ratios(raw: RawData, ratios: str, rng):
   try:
     parts = [float(r) for r in ratios.split(":")]
@@ -135,7 +146,7 @@ def _split_by_ratios(raw: RawData, ratios: str, rng):
   if len(parts) != 3 or min(parts) < 0 or parts[0] <= 0:
     raise ConfigError(f"config.data.split_ratios={ratios!r} must be 'train:val:test', "
                       "e.g. '7:2:1'.")
-  pooled = tuple(np.concatenate(a) for a in zip(*[s for s in (raw.train, raw.test) if s]))
+  pooled = tuple(_concatenate(a) for a in zip(*[s for s in (raw.train, raw.test) if s]))
   order = rng.permutation(len(pooled[0]))
   ends = np.cumsum(parts)[:2] / sum(parts) * len(order)
   return tuple(tuple(a[idx] for a in pooled) for idx in np.split(order, ends.round().astype(int)))
