@@ -12,7 +12,8 @@ from jaxlearn.tasks import CLASSIFICATION
 
 def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, augment=None,
                   steps_per_call: int = 1, cpu_kernels: bool = True,
-                  static_count: bool | None = None, loss_fn=None, state_sharding=None):
+                  static_count: bool | None = None, loss_fn=None, state_sharding=None,
+                  host_batches: bool = False):
   """Compiled `train_steps` (chunks of up to `steps_per_call` steps) and `eval_step`.
 
   Both take their batches from data already on the devices, so a chunk is one
@@ -25,7 +26,9 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
 
   On a CPU mesh, `cpu_kernels` compiles both with `jaxlearn.xla_cpu`.
   `state_sharding` (see `parallel.state_sharding`; default replicated) is how
-  the returned state is laid out over the devices.
+  the returned state is laid out over the devices. With `host_batches` the
+  train function takes the chunk's own batches instead of an Epoch, stacked
+  (steps_per_call, batch, ...) as `streaming.StreamEpoch.take` gives them.
 
   `static_count` compiles one program per chunk length instead of one for all
   (default: on GPUs and TPUs, not on the CPU). A GPU runs a loop of unknown
@@ -42,7 +45,9 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
   options = lambda kind: xla_cpu.compiler_options(kind, platform) if cpu else {}
 
   def train_chunk(state, epoch, first, count):
-    return train_steps(state, lambda i: epoch.batch(first + i), count, max_count=steps_per_call,
+    batch_at = ((lambda i: jax.tree.map(lambda b: b[i], epoch)) if host_batches
+                else (lambda i: epoch.batch(first + i)))
+    return train_steps(state, batch_at, count, max_count=steps_per_call,
                        task=task, loss_fn=loss_fn, skip_nonfinite=skip_nonfinite,
                        augment=augment, model_transform=transform)
 

@@ -57,7 +57,9 @@ class EpochRunner:
       bar.update(count)
       if (window_steps == self.log_every_steps or step == self.steps_per_epoch
           or self.stop.requested):
-        merged = self._close_window(window, int(state.step), window_steps, window_start, bar)
+        waited = batches.pop_wait_seconds() if hasattr(batches, "pop_wait_seconds") else None
+        merged = self._close_window(window, int(state.step), window_steps, window_start, bar,
+                                    waited)
         if epoch_metrics is None and carried:
           epoch_metrics = metric_values.from_record(carried, merged)
         epoch_metrics = (merged if epoch_metrics is None
@@ -69,15 +71,23 @@ class EpochRunner:
     self.partial = epoch_metrics if step < self.steps_per_epoch else None
     return state, metric_values.scalars(epoch_metrics)
 
-  def _close_window(self, window, last_step: int, steps: int, started: float, bar):
-    """Checks the window's step health, reports its metrics; returns them merged."""
+  def _close_window(self, window, last_step: int, steps: int, started: float, bar,
+                    waited: float | None = None):
+    """Checks the window's step health, reports its metrics; returns them merged.
+
+    `waited`: the seconds the loop spent waiting for streamed input, logged as
+    `input_wait`, a share of the window's wall time (0: the input kept up).
+    """
     merged = metric_values.merge([m for m, _, _ in window])
     fetched = jax.device_get([h for _, h, _ in window])  # One read-back per window.
     health = {k: np.concatenate([h[k][:n] for h, (_, _, n) in zip(fetched, window)])
               for k in fetched[0]}
     self.watch.check(health, last_step)
     scalars = metric_values.scalars(merged)
-    scalars["images_per_second"] = steps * self.batch_size / (time.time() - started)
+    elapsed = time.time() - started
+    scalars["images_per_second"] = steps * self.batch_size / elapsed
+    if waited is not None:
+      scalars["input_wait"] = waited / elapsed
     if self.reporter is not None:
       self.reporter.write(last_step, "train", scalars, echo=bool(bar.disable))
     bar.set_postfix(loss=f"{scalars['loss']:.4f}", acc=f"{scalars.get('accuracy', 0):.4f}",

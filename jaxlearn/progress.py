@@ -21,6 +21,8 @@ class Progress:
   stop_reason: str = ""  # set once training has ended early
   # The train metrics of an epoch stopped part-way (metric_values.to_record), for its resume.
   partial_epoch: list = dataclasses.field(default_factory=list)
+  # Where the streamed data's iterator stood in that epoch (config.data.pipeline="grain").
+  data_position: dict | None = None
 
 
 def record_epoch(progress: Progress, epoch: int, train_metrics: dict, val_metrics: dict, config,

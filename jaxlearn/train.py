@@ -22,7 +22,7 @@ from jaxlearn import config as config_lib
 from jaxlearn import workdir as workdir_lib
 from jaxlearn import state as state_lib
 from jaxlearn.data import augment as augmentation
-from jaxlearn.data import pipeline
+from jaxlearn.data import pipeline, streaming
 from jaxlearn.epoch import EpochRunner, evaluate
 from jaxlearn.errors import NonFiniteLossError
 from jaxlearn.progress import Progress, make_summary, record_epoch
@@ -47,7 +47,10 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   raw = raw if raw is not None else data.load_raw(config.data, config.seed)
   splits = data.make_splits(raw, config.data, config.seed)
   task, splits = build.prepare_task(config, splits)
-  steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]), config.batch_size)
+  # Streamed, each process reads an equal shard of the examples and makes its part of a batch.
+  shards = jax.process_count() if config.data.pipeline == "grain" else 1
+  steps_per_epoch = pipeline.num_train_steps(len(splits.train["targets"]) // shards,
+                                             config.batch_size // shards)
   dims = build.data_dims(splits, task)
   state = build.create_state(config, steps_per_epoch, dims)
   build.check_model_fits(state, splits, task, config.model.name)
@@ -85,13 +88,19 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
 def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch, progress,
                     checkpoints, loss_fn=None, shardings=None) -> tuple[Progress, dict]:
   """The epochs still to run, each validated and checkpointed; then the best one tested."""
+  streamed = config.data.pipeline == "grain"
   train_chunk, eval_batch = compiled.compile_steps(
       mesh, task, skip_nonfinite=config.on_nonfinite == "skip",
       augment=augmentation.make_augment(config.augment), steps_per_call=config.steps_per_call,
-      cpu_kernels=config.cpu_kernels, loss_fn=loss_fn, state_sharding=shardings)
-  train_data = pipeline.to_device(splits.train, mesh)
+      cpu_kernels=config.cpu_kernels, loss_fn=loss_fn, state_sharding=shardings,
+      host_batches=streamed)
+  epoch_batches = (_streamed_epochs(config, splits.train, mesh, steps_per_epoch) if streamed
+                   else _device_epochs(config, splits.train, mesh))
+  if streamed:
+    chunk = train_chunk
+    train_chunk = lambda state, stream, first, count: chunk(state, stream.take(count), first,
+                                                            count)
   val_batches = pipeline.make_eval_batches(splits.val, config.eval_batch_size, mesh)
-  batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
   reporter = reporting.Reporter(workdir if distributed.is_primary() else None)
   chance = divergence.chance_accuracy(task.name, splits.val["targets"])
   try:
@@ -100,15 +109,17 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
       last_epoch = config.num_epochs if not progress.stop_reason else progress.epochs_done
       for epoch in range(progress.epochs_done, last_epoch):
         started = time.time()
-        state, train_metrics = runner.train(state, batcher(train_data, config.seed, epoch), epoch,
+        batches = epoch_batches(epoch, progress.data_position)
+        state, train_metrics = runner.train(state, batches, epoch,
                                             int(state.step) - epoch * steps_per_epoch,
                                             carried=progress.partial_epoch)
         if int(state.step) < (epoch + 1) * steps_per_epoch:  # Stopped mid-epoch.
           progress.train_seconds += time.time() - started
           progress.partial_epoch = metric_values.to_record(runner.partial)
+          progress.data_position = batches.state() if streamed else None
           checkpoints.save_latest(state, dataclasses.asdict(progress))
           raise _interrupted(state, checkpoints)
-        progress.partial_epoch = []
+        progress.partial_epoch, progress.data_position = [], None
         val_metrics = evaluate(eval_batch, state, val_batches)
         reporter.write(int(state.step), "val", val_metrics)
         if record_epoch(progress, epoch, train_metrics, val_metrics, config,
@@ -130,7 +141,33 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
     reporter.write(int(best_state.step), "test", test_metrics)
   finally:
     reporter.close()
+    getattr(epoch_batches, "close", lambda: None)()
   return progress, test_metrics
+
+
+def _device_epochs(config, train_split, mesh):
+  """`epoch_batches(epoch, position)` of the memory pipeline: the split lives on the devices."""
+  arrays = pipeline.to_device(train_split, mesh)
+  batcher = pipeline.make_epoch_batcher(config.batch_size, mesh)
+  return lambda epoch, position: batcher(arrays, config.seed, epoch)
+
+
+def _streamed_epochs(config, train_split, mesh, steps_per_epoch):
+  """`epoch_batches(epoch, position)` of the Grain pipeline: one stream for the whole run,
+  opened at the first epoch asked for (at `position` when resuming mid-epoch)."""
+  streams = []
+
+  def epoch_batches(epoch, position):
+    if not streams:
+      start = position["batch"] if position else epoch * steps_per_epoch
+      streams.append(streaming.Stream(
+          train_split, batch_size=config.batch_size, seed=config.seed, epochs=config.num_epochs,
+          workers=config.data.workers, steps_per_call=config.steps_per_call,
+          sharding=parallel.stacked_batch_sharding(mesh), start=start))
+    return streams[0]
+
+  epoch_batches.close = lambda: [s.close() for s in streams]
+  return epoch_batches
 
 
 def _distillation_loss(config, task, splits):

@@ -12,7 +12,7 @@ import jax
 import numpy as np
 
 from jaxlearn import parallel
-from jaxlearn.data import folders, images, tabular, text
+from jaxlearn.data import folders, images, streaming, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
@@ -52,11 +52,19 @@ def make_splits(raw: RawData, data_config, seed: int) -> Splits:
   if raw.class_names:
     fitted["class_names"] = list(raw.class_names)
   prepare = functools.partial(preprocess, raw.kind, fitted)
-  splits = Splits(*({"inputs": prepare(x), "targets": y} for x, y in (train, val, test)), fitted)
+  train_inputs = (streaming.Normalised(train[0], fitted["mean"], fitted["std"])
+                  if streams(raw, data_config) else prepare(train[0]))
+  splits = Splits({"inputs": train_inputs, "targets": train[1]},
+                  *({"inputs": prepare(x), "targets": y} for x, y in (val, test)), fitted)
   stored = to_stored(raw.kind, fitted, train[0][:1])
   fitted["input"] = {"kind": raw.kind, "shape": list(stored.shape[1:]),
                      "dtype": str(stored.dtype)}
   return splits
+
+
+def streams(raw: RawData, data_config) -> bool:
+  """Whether the training split stays where it is, normalised as Grain reads it."""
+  return data_config.get("pipeline", "memory") == "grain" and raw.kind == "image"
 
 
 def split_raw(raw: RawData, data_config, seed: int) -> tuple[tuple, tuple, tuple]:
