@@ -149,3 +149,24 @@ def test_the_distributed_flags_go_together(tmp_path):
   assert result.returncode == 2
   assert ("--coordinator_address, --num_processes and --process_id go together"
           in result.stderr)
+
+
+def test_two_processes_stream_their_own_shards_with_grain(runs, tmp_path):
+  """Each process reads half of the image folder's training examples, decoded by its own
+  Grain workers, and the global batch is assembled from both halves."""
+  from tests.test_streaming import make_image_folder  # pylint: disable=import-outside-toplevel
+  root, _, _ = runs
+  folder = make_image_folder(tmp_path / "digits", per_class=60)
+  grain = ["--config.data.name=image_folder", f"--config.data.path={folder}",
+           "--config.data.pipeline=grain", "--config.optimizer.name=adam",
+           "--config.optimizer.learning_rate=0.003", "--config.num_epochs=4"]
+  results = _finish(_start(root / "grain", folder, 2, 2, *grain))
+  assert [c for c, _, _ in results] == [0, 0], results[0][2][-3000:]
+  summary = json.load(open(root / "grain" / "summary.json"))
+  assert summary["test_accuracy"] > 0.5  # 10 classes, 420 training images: it learnt.
+  assert "input_wait=" in results[0][2]
+  # 420 training examples, 210 per process, in local batches of 32: 6 steps an epoch.
+  assert [h["epoch"] for h in summary["history"]] == [1, 2, 3, 4]
+  train_steps = [json.loads(line)["step"] for line in open(root / "grain" / "metrics.jsonl")
+                 if '"train"' in line]
+  assert train_steps[-1] == 24
