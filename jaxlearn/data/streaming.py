@@ -21,6 +21,10 @@ import numpy as np
 
 from jaxlearn.data import images
 
+READ_THREADS = 2  # per worker process
+READ_AHEAD = 16  # batches each worker prepares ahead of the one asked for
+
+
 class Normalised:
   """Images normalised when indexed (uint8 -> float32 by mean/std): the streamed split.
 
@@ -91,7 +95,10 @@ class Stream:
     local_batch, shard = batch_size // processes, len(split["targets"]) // processes
     source = Batches(split, local_batch=local_batch, steps=shard // local_batch, epochs=epochs,
                      seed=seed, shard=slice(index * shard, (index + 1) * shard))
-    iterable = grain.MapDataset.source(source).slice(slice(start, None)).to_iter_dataset()
+    # A few batches read ahead per worker (Grain's default, 500 in 16 threads, is unbounded
+    # memory for large images).
+    iterable = grain.MapDataset.source(source).slice(slice(start, None)).to_iter_dataset(
+        grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_AHEAD))
     if workers:
       from absl import flags  # pylint: disable=import-outside-toplevel
       if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (defaults here).
