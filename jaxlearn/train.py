@@ -89,13 +89,15 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
                     checkpoints, loss_fn=None, shardings=None) -> tuple[Progress, dict]:
   """The epochs still to run, each validated and checkpointed; then the best one tested."""
   streamed = config.data.pipeline == "grain"
+  steps_per_call = config.steps_per_call if not streamed else streaming.steps_per_call(
+      config.steps_per_call, splits.train["inputs"], config.batch_size // jax.process_count())
   train_chunk, eval_batch = compiled.compile_steps(
       mesh, task, skip_nonfinite=config.on_nonfinite == "skip",
-      augment=augmentation.make_augment(config.augment), steps_per_call=config.steps_per_call,
+      augment=augmentation.make_augment(config.augment), steps_per_call=steps_per_call,
       cpu_kernels=config.cpu_kernels, loss_fn=loss_fn, state_sharding=shardings,
       host_batches=streamed)
-  epoch_batches = (_streamed_epochs(config, splits.train, mesh, steps_per_epoch) if streamed
-                   else _device_epochs(config, splits.train, mesh))
+  epoch_batches = (_streamed_epochs(config, splits.train, mesh, steps_per_epoch, steps_per_call)
+                   if streamed else _device_epochs(config, splits.train, mesh))
   if streamed:
     chunk = train_chunk
     train_chunk = lambda state, stream, first, count: chunk(state, stream.take(count), first,
@@ -106,6 +108,7 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
   try:
     with interrupts.catch_stop_signals() as stop:
       runner = EpochRunner.from_config(config, train_chunk, steps_per_epoch, reporter, stop)
+      runner.steps_per_call = steps_per_call
       last_epoch = config.num_epochs if not progress.stop_reason else progress.epochs_done
       for epoch in range(progress.epochs_done, last_epoch):
         started = time.time()
@@ -152,7 +155,7 @@ def _device_epochs(config, train_split, mesh):
   return lambda epoch, position: batcher(arrays, config.seed, epoch)
 
 
-def _streamed_epochs(config, train_split, mesh, steps_per_epoch):
+def _streamed_epochs(config, train_split, mesh, steps_per_epoch, steps_per_call):
   """`epoch_batches(epoch, position)` of the Grain pipeline: one stream for the whole run,
   opened at the first epoch asked for (at `position` when resuming mid-epoch)."""
   streams = []
@@ -162,7 +165,7 @@ def _streamed_epochs(config, train_split, mesh, steps_per_epoch):
       start = position["batch"] if position else epoch * steps_per_epoch
       streams.append(streaming.Stream(
           train_split, batch_size=config.batch_size, seed=config.seed, epochs=config.num_epochs,
-          workers=config.data.workers, steps_per_call=config.steps_per_call,
+          workers=config.data.workers, steps_per_call=steps_per_call,
           sharding=parallel.stacked_batch_sharding(mesh), start=start))
     return streams[0]
 

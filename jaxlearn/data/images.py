@@ -145,21 +145,27 @@ def normalise_images(images: np.ndarray, mean, std) -> np.ndarray:
   return out
 
 
-def channel_stats(images: np.ndarray) -> tuple[tuple, tuple]:
+def channel_stats(images) -> tuple[tuple, tuple]:
   """Per-channel mean and std of uint8 images on the [0, 1] scale (fitted on train only).
 
-  Computed from each channel's 256-bin histogram, a block of pixels at a time:
-  exact, and far faster than converting every pixel to float.
+  Computed from each channel's 256-bin histogram, a block of images at a time:
+  exact, far faster than converting every pixel to float, and (for image files,
+  decoded block by block) without holding them all.
   """
   values = np.arange(256) / 255.0
-  pixels = images.reshape(-1, images.shape[-1])
+  channels = images.shape[-1]
+  block = max(1, 2**20 // int(np.prod(images.shape[1:])))
+  counts = np.zeros((channels, 256), np.int64)
+  for start in range(0, len(images), block):
+    pixels = np.asarray(images[start:start + block]).reshape(-1, channels)
+    for channel in range(channels):
+      counts[channel] += np.bincount(pixels[:, channel], minlength=256)
   means, stds = [], []
-  for channel in range(pixels.shape[-1]):
-    counts = sum(np.bincount(block[:, channel], minlength=256)
-                 for block in np.array_split(pixels, max(1, len(pixels) // 2**20)))
-    mean = counts @ values / counts.sum()
+  for channel_counts in counts:
+    mean = channel_counts @ values / channel_counts.sum()
     means.append(float(mean))
-    stds.append(float(max(np.sqrt(counts @ (values - mean) ** 2 / counts.sum()), 1e-6)))
+    stds.append(float(max(np.sqrt(channel_counts @ (values - mean) ** 2 / channel_counts.sum()),
+                          1e-6)))
   return tuple(means), tuple(stds)
 
 

@@ -85,8 +85,8 @@ def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
   if raw.kind == "image":
     mean, std = data_config.mean, data_config.std
     if not mean:  # Fitted, so no statistic of val/test leaks into training.
-      mean, std = images.channel_stats(np.asarray(train_inputs[:STATS_IMAGES] if isinstance(
-          train_inputs, folders.ImageFiles) else train_inputs))
+      mean, std = images.channel_stats(train_inputs[:STATS_IMAGES] if isinstance(
+          train_inputs, folders.ImageFiles) else train_inputs)
     return {"mean": list(mean), "std": list(std)}
   if raw.kind == "text":
     vocabulary = text.build_vocabulary(train_inputs, data_config.vocab_size, data_config.min_count)

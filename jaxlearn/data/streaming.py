@@ -22,7 +22,11 @@ import numpy as np
 from jaxlearn.data import images
 
 READ_THREADS = 2  # per worker process
-READ_AHEAD = 16  # batches each worker prepares ahead of the one asked for
+# Each worker prepares up to 16 batches ahead of the one asked for, and at most this many
+# bytes of them, so that the memory a run holds does not grow with the images' size.
+READ_AHEAD_BATCHES = 16
+READ_AHEAD_BYTES = 64 << 20
+CHUNK_BYTES = 64 << 20
 
 
 class Normalised:
@@ -79,6 +83,22 @@ class Batches:
     return {"inputs": np.asarray(self.inputs[rows]), "targets": self.targets[rows]}
 
 
+def read_ahead(inputs, local_batch: int) -> int:
+  """Batches a worker prepares ahead: READ_AHEAD_BATCHES, fewer when they are big."""
+  return int(np.clip(READ_AHEAD_BYTES // _batch_bytes(inputs, local_batch), 1,
+                     READ_AHEAD_BATCHES))
+
+
+def steps_per_call(wanted: int, inputs, local_batch: int) -> int:
+  """Steps in one compiled call: `wanted`, fewer when their batches would pass CHUNK_BYTES
+  (a call's batches are on the host and the devices at once, and the next call's too)."""
+  return int(np.clip(CHUNK_BYTES // _batch_bytes(inputs, local_batch), 1, wanted))
+
+
+def _batch_bytes(inputs, local_batch: int) -> int:
+  return max(1, local_batch * int(np.prod(inputs.shape[1:])) * np.dtype(inputs.dtype).itemsize)
+
+
 class Stream:
   """The run's training batches from batch `start` on: `take(count)` gives the next chunk.
 
@@ -95,10 +115,9 @@ class Stream:
     local_batch, shard = batch_size // processes, len(split["targets"]) // processes
     source = Batches(split, local_batch=local_batch, steps=shard // local_batch, epochs=epochs,
                      seed=seed, shard=slice(index * shard, (index + 1) * shard))
-    # A few batches read ahead per worker (Grain's default, 500 in 16 threads, is unbounded
-    # memory for large images).
     iterable = grain.MapDataset.source(source).slice(slice(start, None)).to_iter_dataset(
-        grain.ReadOptions(num_threads=READ_THREADS, prefetch_buffer_size=READ_AHEAD))
+        grain.ReadOptions(num_threads=READ_THREADS,
+                          prefetch_buffer_size=read_ahead(split["inputs"], local_batch)))
     if workers:
       from absl import flags  # pylint: disable=import-outside-toplevel
       if not flags.FLAGS.is_parsed():  # Grain's workers read its absl flags (defaults here).
