@@ -108,7 +108,12 @@ class Stream:
 
   def __init__(self, split: dict, *, batch_size: int, seed: int, epochs: int, workers: int,
                steps_per_call: int, sharding, start: int = 0):
-    import grain  # pylint: disable=import-outside-toplevel
+    try:
+      import grain  # pylint: disable=import-outside-toplevel
+    except ImportError as e:
+      from jaxlearn.errors import ConfigError  # pylint: disable=import-outside-toplevel
+      raise ConfigError("config.data.pipeline='grain' needs Grain: pip install "
+                        "'jaxlearn[grain]'.") from e
     import jax  # pylint: disable=import-outside-toplevel
     self._jax, self._sharding, self._steps_per_call = jax, sharding, steps_per_call
     processes, index = jax.process_count(), jax.process_index()
