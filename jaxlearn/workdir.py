@@ -22,8 +22,8 @@ LOCK_FILE = ".lock"
 MAY_CHANGE = frozenset({
     "num_epochs", "early_stopping.patience", "early_stopping.min_delta", "log_every_steps",
     "steps_per_call", "progress_bar", "eval_batch_size", "cpu_kernels",
-    "compilation_cache_dir", "data.dir", "data.mirror", "data.workers", "data.tfds_data_dir", "on_nonfinite",
-    "max_consecutive_nonfinite", "sharding",
+    "compilation_cache_dir", "data.dir", "data.mirror", "data.workers", "data.tfds_data_dir",
+    "on_nonfinite", "max_consecutive_nonfinite", "sharding",
 })
 
 

@@ -211,7 +211,8 @@ def test_eval_batches_pad_with_zero_mask():
 def test_unknown_dataset_name_is_reported():
   config = ml_collections.ConfigDict(default_config().data.to_dict())
   config.name = "mnsit"
-  with pytest.raises(ConfigError, match="Unknown dataset 'mnsit'.*'fashion_mnist', 'imdb', 'mnist'"):
+  with pytest.raises(ConfigError, match="Unknown dataset 'mnsit'.*'fashion_mnist', "
+                                        "'image_folder', 'imdb', 'mnist'"):
     datasets.load_raw(config)
 
 

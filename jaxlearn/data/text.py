@@ -110,7 +110,8 @@ def _read_imdb_dir(directory: str) -> RawData:
     return RawData("text", train, test, class_names=("neg", "pos"))
   paths = [os.path.join(directory, f) for f in ("train.csv", "test.csv")]
   if not all(os.path.exists(p) for p in paths):
-    raise MissingFilesError(_how_to_get_imdb(f"neither aclImdb/ nor train.csv + test.csv in {directory}"))
+    raise MissingFilesError(_how_to_get_imdb(
+        f"neither aclImdb/ nor train.csv + test.csv in {directory}"))
   (train_x, train_y), (test_x, test_y) = (
       read_labelled_table(p, "text", "label", ",") for p in paths)
   train_y, names = labels_to_ids(train_y)
