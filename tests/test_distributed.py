@@ -1,5 +1,7 @@
 """Many processes, one run: 2 processes x 2 CPU devices against 1 process x 4, and fsdp.
 
+The runs take minutes, so they are in the slow suite (`pytest -m slow`, run by CI).
+
 Each run is `python -m jaxlearn.main` in subprocesses with JAX_NUM_CPU_DEVICES
 (the device count is fixed when JAX starts), gloo collectives and a coordinator
 on 127.0.0.1.
@@ -91,6 +93,7 @@ def runs(tmp_path_factory):
   return root, data_root, results
 
 
+@pytest.mark.slow  # Several multi-process runs: minutes.
 def test_two_processes_train_as_one_process_with_all_their_devices(runs):
   root, _, results = runs
   (_, out0, err0), (_, out1, err1) = results
@@ -106,6 +109,7 @@ def test_two_processes_train_as_one_process_with_all_their_devices(runs):
   assert len(steps) == 1  # One writer.
 
 
+@pytest.mark.slow  # Several multi-process runs: minutes.
 def test_a_killed_process_stops_the_other_and_both_resume(runs):
   root, data_root, _ = runs
   workdir = root / "killed"
@@ -127,6 +131,7 @@ def test_a_killed_process_stops_the_other_and_both_resume(runs):
   _same_run(str(root / "two"), str(workdir))
 
 
+@pytest.mark.slow  # Several multi-process runs: minutes.
 def test_fsdp_splits_the_state_and_trains_as_replicated(runs):
   root, data_root, _ = runs
   logs = {}
@@ -151,6 +156,7 @@ def test_the_distributed_flags_go_together(tmp_path):
           in result.stderr)
 
 
+@pytest.mark.slow  # Several multi-process runs: minutes.
 def test_two_processes_stream_their_own_shards_with_grain(runs, tmp_path):
   """Each process reads half of the image folder's training examples, decoded by its own
   Grain workers, and the global batch is assembled from both halves."""
