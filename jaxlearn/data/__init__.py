@@ -1,7 +1,8 @@
 """Datasets: loaders (local files, TFDS, generators, your arrays) and the pipelines.
 
 Names are imported on first use, so that Grain's worker processes, which
-import only the modules their data sources live in, start without JAX.
+import only the modules their data sources live in, do not load the training
+modules (flax, optax, the pipeline's compiled functions).
 """
 
 import importlib

@@ -1,18 +1,19 @@
 """Training batches streamed with Grain: `config.data.pipeline = "grain"`.
 
 For data that should not (or cannot) sit in memory, such as an image folder
-larger than RAM. Each epoch is a Grain pipeline over the training split's
-random-access source: this process's shard of it (every process reads only its
-own), shuffled from (seed, epoch), decoded and normalised in `data.workers`
-worker processes, batched, and assembled into the global batch with
-`jax.make_array_from_process_local_data`. The loop asks for a chunk of batches
-while the devices still run the previous one, so reading overlaps training;
-the time it did wait is logged as `input_wait` (the share of the window's
-wall time). The iterator's position is saved with a mid-epoch checkpoint, so a
-resumed run sees exactly the batches it would have seen.
+larger than RAM. One Grain pipeline serves the whole run: a random-access
+source of its batches (`Batches`: batch t is step t % steps of epoch t // steps,
+drawn from a permutation of this process's shard of the examples; every process
+reads only its own shard), made (files decoded, pixels normalised) in
+`data.workers` worker processes a few batches ahead, and assembled into the
+global batch with `jax.make_array_from_process_local_data`. The loop asks for
+a chunk of batches while the devices still run the previous one, so reading
+overlaps training; the time it did wait is logged as `input_wait` (the share
+of the window's wall time). The stream's position is saved with a mid-epoch
+checkpoint, so a resumed run sees exactly the batches it would have seen.
 
-This module imports neither JAX nor the pipeline at the top: the worker
-processes import it to rebuild their data source, and start fast.
+The worker processes unpickle `Batches` and `Normalised`, so this module and
+what it imports stay free of jaxlearn's training modules (flax, optax).
 """
 
 import time
