@@ -28,7 +28,7 @@ def compile_steps(mesh, task=CLASSIFICATION, *, skip_nonfinite: bool = False, au
   `state_sharding` (see `parallel.state_sharding`; default replicated) is how
   the returned state is laid out over the devices. With `host_batches` the
   train function takes the chunk's own batches instead of an Epoch, stacked
-  (steps_per_call, batch, ...) as `streaming.StreamEpoch.take` gives them.
+  (steps_per_call, batch, ...) as `streaming.Stream.take` gives them.
 
   `static_count` compiles one program per chunk length instead of one for all
   (default: on GPUs and TPUs, not on the CPU). A GPU runs a loop of unknown

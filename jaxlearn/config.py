@@ -235,6 +235,7 @@ _AT_LEAST = [
     ("eval_batch_size", 1, "use a batch of 1 or more examples"),
     ("num_epochs", 1, "train for at least 1 epoch"),
     ("steps_per_call", 1, "use 1 or more"),
+    ("data.workers", 0, "use 0 (read in the training process) or more worker processes"),
     ("log_every_steps", 1, "use 1 or more"),
     ("max_consecutive_nonfinite", 0, "use 0 or more"),
     ("top_k", 0, "use 0 (off) or more"),

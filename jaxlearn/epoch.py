@@ -29,9 +29,10 @@ class EpochRunner:
 
   @classmethod
   def from_config(cls, config, train_chunk, steps_per_epoch: int, reporter=None,
-                  stop=None) -> "EpochRunner":
+                  stop=None, steps_per_call: int | None = None) -> "EpochRunner":
     return cls(train_chunk, steps_per_epoch, config.num_epochs, config.batch_size,
-               config.steps_per_call, config.log_every_steps, config.progress_bar, reporter,
+               steps_per_call or config.steps_per_call, config.log_every_steps,
+               config.progress_bar, reporter,
                stop or StopRequest(), nonfinite.Watch.from_config(config))
 
   def train(self, state, batches, epoch: int, first_step: int = 0, carried: list | None = None):

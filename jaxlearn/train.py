@@ -107,8 +107,8 @@ def _train_and_test(config, workdir, mesh, task, splits, state, steps_per_epoch,
   chance = divergence.chance_accuracy(task.name, splits.val["targets"])
   try:
     with interrupts.catch_stop_signals() as stop:
-      runner = EpochRunner.from_config(config, train_chunk, steps_per_epoch, reporter, stop)
-      runner.steps_per_call = steps_per_call
+      runner = EpochRunner.from_config(config, train_chunk, steps_per_epoch, reporter, stop,
+                                       steps_per_call)
       last_epoch = config.num_epochs if not progress.stop_reason else progress.epochs_done
       for epoch in range(progress.epochs_done, last_epoch):
         started = time.time()

@@ -132,8 +132,8 @@ def _image_format(first: str, data_config) -> tuple[tuple[int, int], int]:
     grey = image.mode in ("1", "L", "LA", "I", "I;16", "F")
   size = tuple(data_config.image_size) or (height, width)
   channels = data_config.channels or (1 if grey else 3)
-  if len(size) != 2 or channels not in (1, 3):
+  if len(size) != 2 or min(size) < 1 or channels not in (1, 3):
     raise ConfigError(f"config.data.image_size={tuple(data_config.image_size)} must be "
-                      f"(height, width) and config.data.channels={data_config.channels} 1, 3 or "
+                      f"(height, width), both positive, and config.data.channels={data_config.channels} 1, 3 or "
                       "0 (from the first image).")
   return size, channels

@@ -138,11 +138,14 @@ class Stream:
     batches = [next(self._iterator) for _ in range(count)]
     self.wait_seconds += time.perf_counter() - started
     self.position += count
-    stacked = {key: np.stack([b[key] for b in batches]) for key in batches[0]}
-    pad = self._steps_per_call - count
-    if pad:  # One program for every chunk length: the padding's steps are never run.
-      stacked = {k: np.concatenate([v, np.zeros((pad, *v.shape[1:]), v.dtype)])
-                 for k, v in stacked.items()}
+    stacked = {}
+    for key in batches[0]:
+      # Always steps_per_call batches, one program for every chunk length: the zero padding's
+      # steps are never run.
+      first = np.asarray(batches[0][key])
+      stacked[key] = np.zeros((self._steps_per_call, *first.shape), first.dtype)
+      for i, batch in enumerate(batches):
+        stacked[key][i] = batch[key]
     return {k: self._jax.make_array_from_process_local_data(
         self._sharding, v, (self._steps_per_call, self._global_batch, *v.shape[2:]))
             for k, v in stacked.items()}
