@@ -7,10 +7,15 @@ Checkpoints are Orbax's multi-process ones (every process takes part). Only
 process 0 writes the workdir's logs, TensorBoard files and JSON records.
 """
 
+import atexit
 import os
+import threading
+import time
 
 from absl import logging
 import jax
+
+EXIT_PEER_LOST = 3
 
 # Environment variables by which a cluster tells `jax.distributed.initialize()` the topology
 # (Cloud TPU, SLURM, Open MPI, Kubernetes with JAX's own variables).
@@ -44,8 +49,116 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
     jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout_s)
   logging.info("Process %d of %d; %d of the run's %d devices are here.", jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
+  if jax.process_count() > 1:
+    from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
+    PeerWatch(jax_distributed.global_state.client, jax.process_index(), jax.process_count(),
+              lost_after_s=0.6 * heartbeat_timeout_s).start()
 
 
 def is_primary() -> bool:
   """Whether this process writes the workdir's logs and records (process 0)."""
   return jax.process_index() == 0
+
+
+def peer_lost_message(reason: str) -> str:
+  """What a process prints when the run cannot go on without another of its processes."""
+  first_line = reason.strip().splitlines()[0] if reason.strip() else "no reason given"
+  return (f"Another process of this run stopped or cannot be reached ({first_line[:300]}), so "
+          "this one stops too. Start all the run's processes again with the same flags: the run "
+          "resumes from the latest checkpoint in the workdir. If a process was killed for "
+          "memory, give it more or lower --config.batch_size.")
+
+
+def exit_peer_lost(reason: str) -> None:
+  """Ends this process at once with one paragraph and exit code 3.
+
+  At once (`os._exit`): JAX's exit handlers would wait at a shutdown barrier
+  for the lost process and then abort with a stack dump. Checkpoints are
+  written whole and renamed into place, so ending here loses none.
+  """
+  os.write(2, f"\njaxlearn: error: {peer_lost_message(reason)}\n".encode())
+  os._exit(EXIT_PEER_LOST)  # pylint: disable=protected-access
+
+
+# Words in the errors that a collective or the coordination service raises when a process is gone.
+_PEER_LOST_SIGNS = ("heartbeat", "connection closed by peer", "connection reset by peer",
+                    "barrier failed", "coordination service", "gloo", "unavailable:")
+
+
+def is_peer_lost(error: BaseException) -> bool:
+  """Whether `error` says that another process of a many-process run went away."""
+  text = str(error).lower()
+  return jax.process_count() > 1 and any(sign in text for sign in _PEER_LOST_SIGNS)
+
+
+class PeerWatch:
+  """Ends this process with one clear paragraph when another process of the run is gone.
+
+  JAX notices a lost process too, after the heartbeat timeout, but ends the
+  survivors with a fatal log and a C++ stack dump (its callback for this cannot
+  be set from Python). So each process counts its own beats in the
+  coordinator's key-value store once a second and watches the others' counts;
+  a count that stops for `lost_after_s` (shorter than JAX's timeout, so this
+  speaks first) or a coordinator that stops answering ends the process with
+  `exit_peer_lost`. A process that ends normally says so first, and is then
+  no longer watched.
+  """
+
+  BEAT_S = 1.0
+  on_lost = staticmethod(exit_peer_lost)
+
+  def __init__(self, client, me: int, count: int, lost_after_s: float):
+    """`client`: JAX's distributed client (its key-value store); `me` of `count` processes."""
+    self.client, self.me, self.count = client, me, count
+    self.lost_after_s = max(2 * self.BEAT_S, lost_after_s)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._watch, name="jaxlearn-peer-watch", daemon=True)
+
+  def start(self) -> None:
+    self._thread.start()
+    # Before JAX's own exit handler (registered earlier, so run later), which waits for all.
+    atexit.register(self.stop)
+
+  def stop(self) -> None:
+    """Tells the other processes that this one ended on purpose, and stops watching."""
+    self._stop.set()
+    self._thread.join()
+    try:
+      self.client.key_value_set(f"jaxlearn/peer_watch/done/{self.me}", "1", allow_overwrite=True)
+    except Exception:  # pylint: disable=broad-except  # The coordinator may be gone already.
+      pass
+
+  def _watch(self) -> None:
+    last_count, last_change = {}, {}
+    unanswered_since = None
+    while not self._stop.wait(self.BEAT_S):
+      now = time.monotonic()
+      try:
+        self.client.key_value_increment(f"jaxlearn/peer_watch/beats/{self.me}", 1)
+        counts = {p: self._beats(p) for p in range(self.count) if p != self.me}
+        unanswered_since = None
+      except Exception as e:  # pylint: disable=broad-except  # Any RPC failure to the coordinator.
+        unanswered_since = unanswered_since or now
+        if now - unanswered_since > self.lost_after_s and not self._stop.is_set():
+          self.on_lost(f"the coordinator, process 0, has not answered for "
+                         f"{now - unanswered_since:.0f} s: {e}")
+        continue
+      for p, count in counts.items():
+        if count is None:  # Ended on purpose.
+          continue
+        if last_count.get(p) != count:
+          last_count[p], last_change[p] = count, now
+        elif now - last_change[p] > self.lost_after_s and not self._stop.is_set():
+          self.on_lost(f"process {p} has not answered for {now - last_change[p]:.0f} s")
+
+  def _beats(self, process: int) -> int | None:
+    """`process`'s beat count so far (0 before its first), or None once it has ended."""
+    try:
+      self.client.key_value_try_get(f"jaxlearn/peer_watch/done/{process}")
+      return None
+    except Exception:  # pylint: disable=broad-except  # Not found: still running.
+      pass
+    try:
+      return int(self.client.key_value_try_get(f"jaxlearn/peer_watch/beats/{process}"))
+    except Exception:  # pylint: disable=broad-except  # Not found: no beat yet.
+      return 0

@@ -3,7 +3,8 @@
 Any config field can be overridden, e.g. `--config.optimizer.learning_rate=0.05`;
 configs are locked, so a misspelled field is an error rather than ignored.
 Exit codes: 0 done, 2 bad input (one message that names the problem and the
-fix), 130 stopped by Ctrl-C or SIGTERM (at any moment, start-up included).
+fix), 3 another process of a many-process run stopped (start them all again to
+resume), 130 stopped by Ctrl-C or SIGTERM (at any moment, start-up included).
 """
 
 import os
@@ -161,6 +162,10 @@ def main(argv):
     except train.TrainingInterrupted as e:
       print(f"\njaxlearn: {e}", file=sys.stderr)
       sys.exit(EXIT_INTERRUPTED)
+    except Exception as e:  # pylint: disable=broad-except  # A collective's error names no type.
+      if distributed.is_peer_lost(e):
+        distributed.exit_peer_lost(str(e))
+      raise
   except KeyboardInterrupt:  # A second Ctrl-C inside the training loop.
     _exit_interrupted("(at once); checkpoints already in the workdir are kept, and rerunning "
                       "the same command resumes from the latest")
