@@ -198,6 +198,7 @@ def test_the_peer_watch_names_a_process_that_stopped_and_not_one_that_ended():
     w._thread.start()
   time.sleep(0.3)
   watches[3].stop()  # Ended on purpose: says so, and is no longer watched.
+  time.sleep(1.0)  # Longer than lost_after_s.
   watches[2]._stop.set()  # Stopped beating without a word, as a killed process does.
   watches[2]._thread.join()
   deadline = time.time() + 10
