@@ -43,7 +43,8 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.max_length = 64
   config.data.vocab_size = 20000  # counting padding and unknown-word ids
   config.data.min_count = 1  # words seen fewer times in train are unknown
-  # Tables (name "csv"): the file, the column to predict, columns to ignore ("a,b").
+  # The dataset's file or folder: a table (name "csv"), a folder of class subfolders
+  # ("image_folder"), or one written by `python -m jaxlearn.data.records` ("array_record").
   config.data.path = ""
   # image_folder: every image decoded to (height, width) (empty: the first image's size, which
   # all must share) with 1 (grey) or 3 (RGB) channels (0: as the first image).
@@ -55,6 +56,7 @@ def default_config() -> ml_collections.ConfigDict:
   # (jaxlearn.data.streaming). Validation and test splits are read into memory either way.
   config.data.pipeline = "memory"
   config.data.workers = 2
+  # Tables: the column to predict, columns to ignore ("a,b").
   config.data.target_column = ""
   config.data.drop_columns = ""
   # Generated data (synthetic_linear, two_moons).

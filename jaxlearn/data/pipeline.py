@@ -12,15 +12,16 @@ import jax
 import numpy as np
 
 from jaxlearn import parallel
-from jaxlearn.data import folders, images, streaming, tabular, text
+from jaxlearn.data import folders, images, records, streaming, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
 Split = dict[str, np.ndarray]  # {"inputs": ..., "targets": ...}
 
 
-# Image files (config.data.name="image_folder") fit mean/std on this many training images.
+# Images read when indexed (an image folder, ArrayRecord files) fit mean/std on this many.
 STATS_IMAGES = 2048
+LAZY_IMAGES = (folders.ImageFiles, records.RecordImages)
 # How a dataset without a test split of its own is cut, unless config.data.split_ratios says.
 DEFAULT_RATIOS = "7:2:1"
 
@@ -86,7 +87,7 @@ def fit_preprocessing(raw: RawData, train_inputs, data_config) -> dict:
     mean, std = data_config.mean, data_config.std
     if not mean:  # Fitted, so no statistic of val/test leaks into training.
       mean, std = images.channel_stats(train_inputs[:STATS_IMAGES] if isinstance(
-          train_inputs, folders.ImageFiles) else train_inputs)
+          train_inputs, LAZY_IMAGES) else train_inputs)
     return {"mean": list(mean), "std": list(std)}
   if raw.kind == "text":
     vocabulary = text.build_vocabulary(train_inputs, data_config.vocab_size, data_config.min_count)
@@ -139,7 +140,7 @@ def _hold_out(split, fraction: float, rng):
 
 
 def _concatenate(parts):
-  """np.concatenate, or the parts' own (ImageFiles joins file lists without decoding)."""
+  """np.concatenate, or the parts' own (lazy images join their indices without reading)."""
   if len(parts) == 1:
     return parts[0]
   own = getattr(parts[0], "concatenate", None)

@@ -16,6 +16,7 @@ The worker processes unpickle `Batches` and `Normalised`, so this module and
 what it imports stay free of jaxlearn's training modules (flax, optax).
 """
 
+import gc
 import time
 
 import numpy as np
@@ -158,6 +159,25 @@ class Stream:
     return waited
 
   def close(self) -> None:
+    """Stops the workers and frees the shared memory of the batches they made."""
     close = getattr(self._iterator, "close", None)
     if close is not None:
       close()
+    self._iterator = None
+    gc.collect()  # The batches read ahead free their shared memory when collected.
+    _wait_for_shared_memory_release()
+
+
+def _wait_for_shared_memory_release() -> None:
+  """Grain unlinks a used batch's shared memory in a background thread: waits for it.
+
+  Else a run that ends soon after prints Python's warning of "leaked
+  shared_memory objects" at exit (they are cleaned up, but the warning alarms).
+  """
+  try:
+    from grain._src.python.ipc import shared_memory_array  # pylint: disable=import-outside-toplevel
+  except ImportError:  # Another Grain layout: nothing to wait for that we know of.
+    return
+  pool = getattr(shared_memory_array.SharedMemoryArray, "_del_thread_pool", None)
+  if pool is not None:
+    pool.apply(int)  # One thread, first in first out: done when the earlier unlinks are.
