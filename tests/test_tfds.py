@@ -70,3 +70,35 @@ def test_a_tfds_dataset_trains_end_to_end(mock_tfds, tmp_path):
   config.compilation_cache_dir = ""
   summary = train.train_and_evaluate(config, str(tmp_path))
   assert summary["epochs_run"] == 1 and 0.0 <= summary["test_accuracy"] <= 1.0
+
+
+def test_the_grain_pipeline_reads_tfds_images_through_a_data_source(mock_tfds):
+  """Only the labels are read at once; each image is read (and decoded by PIL, not by TFDS's
+  TensorFlow) when indexed, and equals what TFDS's own data source decodes."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  raw = data.load_raw(_config("mnist", pipeline="grain"))
+  images, labels = raw.train
+  assert isinstance(images, sources.TfdsImages) and images.shape == (20, 28, 28, 1)
+  assert len(raw.class_names) == 10 and raw.test[0].shape == (20, 28, 28, 1)
+  reference = tfds.data_source("mnist", split="train")
+  for i in (0, 7, 19):
+    np.testing.assert_array_equal(images[i], reference[i]["image"])
+    assert labels[i] == reference[i]["label"]
+  picked = np.asarray(images[np.array([19, 2])])
+  np.testing.assert_array_equal(picked[0], reference[19]["image"])
+  test_reference = tfds.data_source("mnist", split="test")
+  np.testing.assert_array_equal(raw.test[0][3], test_reference[3]["image"])
+
+
+def test_a_tfds_dataset_streams_through_training(mock_tfds, tmp_path):
+  from configs import mnist_mlp  # pylint: disable=import-outside-toplevel
+  from jaxlearn import train  # pylint: disable=import-outside-toplevel
+  config = mnist_mlp.get_config()
+  config.data.source, config.data.pipeline, config.data.split_ratios = "tfds", "grain", "3:1:1"
+  config.batch_size = config.eval_batch_size = 4
+  config.num_epochs, config.progress_bar, config.compilation_cache_dir = 2, False, ""
+  # TFDS's mock lives in this process only: Grain reads here, in threads, not in workers.
+  config.data.workers = 0
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["epochs_run"] == 2 and 0.0 <= summary["test_accuracy"] <= 1.0
+  assert '"input_wait"' in open(tmp_path / "metrics.jsonl").read()  # It streamed.

@@ -9,7 +9,8 @@ import os
 import numpy as np
 
 from jaxlearn.data import idx
-from jaxlearn.data.sources import RawData, elsewhere, load_tfds, local_or_tfds
+from jaxlearn.data.sources import (RawData, elsewhere, load_tfds, local_or_tfds,
+                                   tfds_image_source)
 from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 IDX_FILES = {
@@ -117,6 +118,9 @@ def _read_cifar10_batch(path: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _tfds_images(data_config, how_to_get) -> RawData:
+  if data_config.get("pipeline", "memory") == "grain":  # Read as the batches need them.
+    (train, test), class_names = tfds_image_source(data_config, ("train", "test"), how_to_get)
+    return RawData("image", train, test, class_names=class_names)
   (train, test), class_names = load_tfds(data_config, ("train", "test"), how_to_get)
   as_arrays = lambda s: (np.asarray(s["image"], np.uint8), np.asarray(s["label"], np.int32))
   return RawData("image", as_arrays(train), as_arrays(test), class_names=class_names)

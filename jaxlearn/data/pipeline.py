@@ -12,16 +12,17 @@ import jax
 import numpy as np
 
 from jaxlearn import parallel
-from jaxlearn.data import folders, images, records, streaming, tabular, text
+from jaxlearn.data import folders, images, indexed, streaming, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
 Split = dict[str, np.ndarray]  # {"inputs": ..., "targets": ...}
 
 
-# Images read when indexed (an image folder, ArrayRecord files) fit mean/std on this many.
+# Images read when indexed (an image folder, ArrayRecord, TFDS data sources) fit mean/std
+# on this many.
 STATS_IMAGES = 2048
-LAZY_IMAGES = (folders.ImageFiles, records.RecordImages)
+LAZY_IMAGES = (folders.ImageFiles, indexed.IndexedImages)
 # How a dataset without a test split of its own is cut, unless config.data.split_ratios says.
 DEFAULT_RATIOS = "7:2:1"
 

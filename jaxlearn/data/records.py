@@ -24,73 +24,29 @@ import tempfile
 
 import numpy as np
 
+from jaxlearn.data.indexed import IndexedImages
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 FORMAT = "jaxlearn image records 1"
 INDEX_FILE = "dataset.json"
 SPLITS = ("train", "test")
-WRITE_CHUNK = 1024  # images read from the source at a time while writing
+WRITE_CHUNK = 1024  # images read at a time while writing
 
 
-class RecordImages:
-  """uint8 images (N, H, W, C) read from ArrayRecord files when indexed.
+class RecordImages(IndexedImages):
+  """uint8 images (N, H, W, C), one ArrayRecord record of raw pixels each (see IndexedImages)."""
 
-  Like `folders.ImageFiles`: an integer index reads one image, a slice or an
-  index array gives another RecordImages over those records, and `np.asarray`
-  reads them. `rows` index the records of all `paths` taken as one sequence.
-  Picklable: each process (Grain's workers too) opens the files itself.
-  """
-  dtype = np.dtype(np.uint8)
-  ndim = 4
-
-  def __init__(self, paths: tuple[str, ...], rows, image_shape: tuple[int, int, int]):
-    self.paths, self.rows, self.image_shape = tuple(paths), np.asarray(rows, np.int64), tuple(
-        image_shape)
-    self._source = None
-
-  @property
-  def shape(self) -> tuple:
-    return (len(self.rows), *self.image_shape)
-
-  def __len__(self) -> int:
-    return len(self.rows)
-
-  def __getitem__(self, index):
-    if isinstance(index, (int, np.integer)):
-      return self._decode(self._open()[int(self.rows[index])], int(self.rows[index]))
-    return RecordImages(self.paths, self.rows[index], self.image_shape)
-
-  def __array__(self, dtype=None, copy=None):
-    del copy
-    source = self._open()
-    out = np.empty(self.shape, np.uint8)
-    for start in range(0, len(self.rows), WRITE_CHUNK):
-      rows = [int(r) for r in self.rows[start:start + WRITE_CHUNK]]
-      for i, (row, record) in enumerate(zip(rows, source.__getitems__(rows))):
-        out[start + i] = self._decode(record, row)
-    return out if dtype is None else out.astype(dtype)
-
-  def concatenate(self, parts: list["RecordImages"]) -> "RecordImages":
-    if any(p.paths != self.paths for p in parts):
-      raise ValueError("RecordImages over different files cannot be joined.")
-    return RecordImages(self.paths, np.concatenate([p.rows for p in parts]), self.image_shape)
-
-  def _open(self):
-    if self._source is None:
-      import grain  # pylint: disable=import-outside-toplevel
-      self._source = grain.sources.ArrayRecordDataSource(list(self.paths))
-    return self._source
+  def _open_part(self, part: str):
+    import grain  # pylint: disable=import-outside-toplevel
+    return grain.sources.ArrayRecordDataSource([part])
 
   def _decode(self, record: bytes, row: int) -> np.ndarray:
     if len(record) != int(np.prod(self.image_shape)):
-      raise DataError(f"Record {row} of {', '.join(self.paths)} holds {len(record)} bytes, not "
+      raise DataError(f"Record {row} of {', '.join(self.parts)} holds {len(record)} bytes, not "
                       f"the {int(np.prod(self.image_shape))} of a {self.image_shape} uint8 image; "
                       "the files are corrupt or from another dataset: write them again.")
     return np.frombuffer(record, np.uint8).reshape(self.image_shape)
-
-  def __getstate__(self):
-    return {**self.__dict__, "_source": None}
 
 
 def load_records(data_config) -> RawData:
@@ -123,8 +79,7 @@ def load_records(data_config) -> RawData:
       raise DataError(f"{path} holds {count} records but {index_path} lists "
                       f"{len(labels[split])} labels for it; the folder is incomplete or corrupt: "
                       "write it again.")
-  starts = np.cumsum([0, *counts])
-  parts = {s: (RecordImages(files, np.arange(starts[i], starts[i + 1]), shape), labels[s])
+  parts = {s: (RecordImages.part(files, counts, i, shape), labels[s])
            for i, s in enumerate(splits)}
   return RawData("image", parts["train"], parts.get("test"),
                  class_names=tuple(index.get("class_names", ())))
@@ -134,7 +89,7 @@ def _count_records(path: str) -> int:
   if not os.path.isfile(path):
     raise MissingFilesError(f"{path} not found; the records folder is incomplete: write it "
                             "again with `python -m jaxlearn.data.records`.")
-  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+  array_record_module = _array_record()
   try:
     reader = array_record_module.ArrayRecordReader(path)
     try:
@@ -144,6 +99,15 @@ def _count_records(path: str) -> int:
   except Exception as e:  # pylint: disable=broad-except  # The C++ reader's errors have no type.
     raise DataError(f"{path} cannot be read as an ArrayRecord file ({e}); write the folder "
                     "again with `python -m jaxlearn.data.records`.") from e
+
+
+def _array_record():
+  try:
+    from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ConfigError("ArrayRecord datasets need the array_record package, which comes with "
+                      "Grain: pip install 'jaxlearn[grain]'.") from e
+  return array_record_module
 
 
 def write(raw: RawData, out_dir: str) -> str:
@@ -158,7 +122,7 @@ def write(raw: RawData, out_dir: str) -> str:
   if os.path.exists(out_dir):
     raise ConfigError(f"{out_dir} already exists; pass a new folder to write the records into "
                       "(an existing one is never overwritten).")
-  from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
+  array_record_module = _array_record()
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
   partial = tempfile.mkdtemp(prefix=".records-", dir=parent)

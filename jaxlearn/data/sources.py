@@ -6,6 +6,7 @@ normalisation / vocabulary / encoders on the training split only, and never
 cares which loader ran (local files, TFDS, a generator or the user's arrays).
 """
 
+import io
 import os
 from typing import Callable, NamedTuple
 
@@ -13,6 +14,7 @@ from absl import logging
 import numpy as np
 
 from jaxlearn.data import download
+from jaxlearn.data.indexed import IndexedImages
 from jaxlearn.errors import ConfigError, DataError, MissingFilesError
 
 DATA_DIR_ENV = "JAXLEARN_DATA_DIR"
@@ -113,6 +115,59 @@ def load_tfds(data_config, splits: tuple[str, ...], how_to_get: Callable[[str], 
     raise DataError(how_to_get(f"TFDS could not load or download it ({e})")) from e
   label = info.features["label"] if "label" in info.features else None
   return arrays, tuple(getattr(label, "names", None) or ())
+
+
+class TfdsImages(IndexedImages):
+  """A TFDS image dataset's splits, read through `tfds.data_source` when indexed.
+
+  `parts` are (name, split, data_dir) triples. Images are decoded here (PIL)
+  rather than by TFDS, so Grain's workers never start TensorFlow's runtime.
+  """
+
+  def _open_part(self, part):
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+    name, split, data_dir = part
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False,
+                            decoders={"image": tfds.decode.SkipDecoding()})
+
+  def _decode(self, record, row: int) -> np.ndarray:
+    from PIL import Image  # pylint: disable=import-outside-toplevel
+    with Image.open(io.BytesIO(record["image"])) as image:
+      return np.asarray(image, np.uint8).reshape(self.image_shape)
+
+
+def tfds_image_source(data_config, splits: tuple[str, ...], how_to_get: Callable[[str], str]
+                      ) -> tuple[list[tuple], tuple]:
+  """The TFDS splits as (TfdsImages, int32 labels) pairs, and the class names.
+
+  For `config.data.pipeline = "grain"`: the images stay in TFDS's ArrayRecord
+  files (downloaded and prepared first if TFDS can) and are read as batches
+  need them; only the labels are read now.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise DataError(how_to_get("config.data.source='tfds' but tensorflow-datasets is not "
+                               "installed")) from e
+  name, data_dir = data_config.name, data_config.tfds_data_dir
+  try:
+    sources = [tfds.data_source(name, split=s, data_dir=data_dir or None,
+                                decoders={"image": tfds.decode.SkipDecoding()}) for s in splits]
+    labels = [np.array([int(source[i]["label"]) for i in range(len(source))], np.int32)
+              for source in sources]
+    features = sources[0].dataset_info.features
+  except Exception as e:  # TFDS raises many kinds when offline or unprepared.
+    raise DataError(how_to_get(f"TFDS could not open it as a data source ({e})")) from e
+  shape = tuple(features["image"].shape)
+  if None in shape:
+    raise DataError(f"TFDS's {name} has images of varying size {shape}; stream it from an image "
+                    "folder with --config.data.image_size set, or use --config.data.pipeline="
+                    "memory.")
+  parts = tuple((name, s, data_dir) for s in splits)
+  counts = tuple(len(source) for source in sources)
+  images = [TfdsImages.part(parts, counts, i, shape) for i in range(len(splits))]
+  names = tuple(getattr(features["label"], "names", None) or ())
+  return list(zip(images, labels)), names
 
 
 def _concatenate(batches: list[dict]) -> dict:
