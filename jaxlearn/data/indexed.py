@@ -16,10 +16,13 @@ class IndexedImages:
   dtype = np.dtype(np.uint8)
   ndim = 4
 
-  def __init__(self, parts: tuple, counts: tuple, rows, image_shape: tuple):
+  def __init__(self, parts: tuple, counts: tuple, rows, image_shape: tuple, _opened=None):
     self.parts, self.counts = tuple(parts), tuple(int(c) for c in counts)
     self.rows, self.image_shape = np.asarray(rows, np.int64), tuple(image_shape)
-    self._sources = None
+    self._starts = np.concatenate([[0], np.cumsum(self.counts)])
+    # The opened sources, shared with every subset taken from this one (opening costs more
+    # than reading a batch).
+    self._opened = {} if _opened is None else _opened
 
   @classmethod
   def part(cls, parts, counts, index: int, image_shape) -> "IndexedImages":
@@ -35,6 +38,12 @@ class IndexedImages:
     """Record number `row` as a uint8 (H, W, C) image."""
     raise NotImplementedError
 
+  def _read_records(self, source, keys: list[int]) -> list:
+    """The records at `keys` of one source, in one batched read where it has one."""
+    if hasattr(source, "__getitems__"):
+      return source.__getitems__(keys)
+    return [source[k] for k in keys]
+
   @property
   def shape(self) -> tuple:
     return (len(self.rows), *self.image_shape)
@@ -44,27 +53,37 @@ class IndexedImages:
 
   def __getitem__(self, index):
     if isinstance(index, (int, np.integer)):
-      return self._read(int(self.rows[index]))
-    return type(self)(self.parts, self.counts, self.rows[index], self.image_shape)
+      row = int(self.rows[index])
+      part = self._part_of(np.array([row]))[0]
+      return self._decode(self._source(part)[row - int(self._starts[part])], row)
+    return type(self)(self.parts, self.counts, self.rows[index], self.image_shape, self._opened)
 
   def __array__(self, dtype=None, copy=None):
+    """Reads the rows, each part's in one batched read."""
     del copy
     out = np.empty(self.shape, np.uint8)
-    for i, row in enumerate(self.rows):
-      out[i] = self._read(int(row))
+    parts = self._part_of(self.rows)
+    for part in np.unique(parts):
+      where = np.flatnonzero(parts == part)
+      keys = [int(r) for r in self.rows[where] - self._starts[part]]
+      records = self._read_records(self._source(part), keys)
+      for i, key, record in zip(where, keys, records):
+        out[i] = self._decode(record, key + int(self._starts[part]))
     return out if dtype is None else out.astype(dtype)
 
   def concatenate(self, parts: list["IndexedImages"]) -> "IndexedImages":
     if any((p.parts, p.counts) != (self.parts, self.counts) for p in parts):
       raise ValueError("Images of different sources cannot be joined.")
     return type(self)(self.parts, self.counts, np.concatenate([p.rows for p in parts]),
-                      self.image_shape)
+                      self.image_shape, self._opened)
 
-  def _read(self, row: int) -> np.ndarray:
-    if self._sources is None:
-      self._sources = [self._open_part(p) for p in self.parts]
-    part = int(np.searchsorted(np.cumsum(self.counts), row, side="right"))
-    return self._decode(self._sources[part][row - int(np.sum(self.counts[:part]))], row)
+  def _part_of(self, rows: np.ndarray) -> np.ndarray:
+    return np.searchsorted(self._starts, rows, side="right") - 1
+
+  def _source(self, part: int):
+    if part not in self._opened:
+      self._opened[part] = self._open_part(self.parts[part])
+    return self._opened[part]
 
   def __getstate__(self):
-    return {**self.__dict__, "_sources": None}
+    return {**self.__dict__, "_opened": {}}
