@@ -1,12 +1,14 @@
-"""LeNet-5 on MNIST read from 70,000 PNG files: the Grain pipeline against the memory one.
+"""LeNet-5 on MNIST read from 70,000 PNG files or ArrayRecord files: Grain against memory.
 
   python -m experiments.stream_mnist_files --data-dir=../shared/data [--workdir=DIR]
 
 Writes MNIST as an image folder once (ROOT/train/<digit>/<i>.png, ROOT/test/...),
-then trains configs/mnist_lenet.py on it twice, `data.pipeline=grain` (decoded
-by 2 worker processes while the devices train) and `memory` (every file decoded
-up front): test accuracy, training time, and the share of each logging window
-the grain run waited for input (`input_wait`; the first window includes
+and as ArrayRecord files (python -m jaxlearn.data.records), then trains
+configs/mnist_lenet.py three times: `data.pipeline=grain` on the PNG files
+(decoded by 2 worker processes while the devices train), `grain` on the
+ArrayRecord files (read by index, nothing to decode), and `memory` (every PNG
+decoded up front): test accuracy, training time, and the share of each logging
+window a grain run waited for input (`input_wait`; the first window includes
 starting the workers and compiling). Writes experiments/results/stream_mnist_files_<date>.json.
 """
 
@@ -19,6 +21,7 @@ import time
 
 from configs import mnist_lenet
 from jaxlearn import train
+from jaxlearn.data import datasets, records
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
@@ -48,17 +51,24 @@ def main():
   args = parser.parse_args()
   write_mnist_folder(args.data_dir, args.folder)
   root = args.workdir or tempfile.mkdtemp(prefix="stream_mnist_")
-  rows = []
-  for pipeline in ("grain", "memory"):
+  records_dir = args.folder.rstrip("/") + "_records"
+  if not os.path.exists(records_dir):
     config = mnist_lenet.get_config()
-    config.data.name, config.data.path, config.data.pipeline = "image_folder", args.folder, pipeline
+    config.data.dir = args.data_dir
+    records.write(datasets.load_raw(config.data), records_dir)
+  rows = []
+  runs = (("grain", "image_folder", args.folder), ("grain", "array_record", records_dir),
+          ("memory", "image_folder", args.folder))
+  for pipeline, name, path in runs:
+    config = mnist_lenet.get_config()
+    config.data.name, config.data.path, config.data.pipeline = name, path, pipeline
     config.progress_bar = False
-    workdir = os.path.join(root, pipeline)
+    workdir = os.path.join(root, f"{pipeline}_{name}")
     started = time.time()
     summary = train.train_and_evaluate(config, workdir)
     waits = [json.loads(line).get("input_wait") for line in open(
         os.path.join(workdir, "metrics.jsonl")) if '"train"' in line]
-    rows.append({"pipeline": pipeline, "test_accuracy": summary["test_accuracy"],
+    rows.append({"pipeline": pipeline, "source": name, "test_accuracy": summary["test_accuracy"],
                  "train_seconds": summary["train_seconds"], "wall_seconds": time.time() - started,
                  "input_wait_first_window": waits[0],
                  "input_wait_after": max(waits[1:]) if waits[0] is not None else None})

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxlearn import checkpoint, train
+from jaxlearn.config import default_config
 from jaxlearn.data import datasets, pipeline, records
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError, DataError, MissingFilesError
@@ -144,3 +145,20 @@ def test_an_interrupted_write_leaves_no_dataset(tmp_path):
   with pytest.raises(KeyboardInterrupt):
     records.write(raw._replace(test=(_StopsWhenRead(), raw.test[1])), str(tmp_path / "set"))
   assert os.listdir(tmp_path) == []
+
+
+def test_subsets_share_the_opened_files(tmp_path, monkeypatch):
+  """Opening an ArrayRecord file costs more than reading a batch: a batch taken from the
+  split (as every streamed step does) reads through the files the split opened."""
+  records.write(_raw(), str(tmp_path / "set"))
+  opened = []
+  real_open = records.RecordImages._open_part
+  monkeypatch.setattr(records.RecordImages, "_open_part",
+                      lambda self, part: opened.append(part) or real_open(self, part))
+  config = default_config().data
+  config.name, config.path = "array_record", str(tmp_path / "set")
+  images = datasets.load_raw(config).train[0]
+  for start in range(0, 300, 50):
+    np.asarray(images[np.arange(start, start + 50)])
+  images[3]
+  assert opened == [str(tmp_path / "set" / "train.array_record")]
