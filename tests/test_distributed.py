@@ -115,15 +115,10 @@ def test_two_processes_train_as_one_process_with_all_their_devices(runs):
 def test_a_killed_process_stops_the_other_and_both_resume(runs):
   root, data_root, _ = runs
   workdir = root / "killed"
-  processes = _start(workdir, data_root, 2, 2)
-  _wait_for_a_checkpoint(workdir, processes)
-  processes[1].send_signal(signal.SIGKILL)
-  killed = time.time()
-  code, _, err = _finish(processes[:1], timeout=HEARTBEAT_S + 60)[0]
-  processes[1].wait()
+  code, err, seconds = _kill_one_of_two(workdir, data_root, victim=1)
   # jaxlearn's own paragraph (from its watch or from the failed collective), before JAX's
   # heartbeat timeout would end the process with a stack dump.
-  assert code == distributed.EXIT_PEER_LOST and time.time() - killed < HEARTBEAT_S, err[-3000:]
+  assert code == distributed.EXIT_PEER_LOST and seconds < HEARTBEAT_S, err[-3000:]
   assert "jaxlearn: error: Another process of this run stopped" in err
   assert "Start all the run's processes again with the same flags" in err
   results = _finish(_start(workdir, data_root, 2, 2))
@@ -136,23 +131,25 @@ def test_a_killed_process_stops_the_other_and_both_resume(runs):
 def test_a_killed_coordinator_ends_the_other_process_at_once(runs):
   """Process 0 holds the coordinator: JAX itself ends the others when it goes (its message)."""
   root, data_root, _ = runs
-  workdir = root / "coordinator_killed"
-  processes = _start(workdir, data_root, 2, 2)
-  _wait_for_a_checkpoint(workdir, processes)
-  processes[0].send_signal(signal.SIGKILL)
-  killed = time.time()
-  code, _, err = _finish(processes[1:], timeout=HEARTBEAT_S + 60)[0]
-  processes[0].wait()
-  assert code != 0 and time.time() - killed < HEARTBEAT_S + 5, err[-3000:]
+  code, err, seconds = _kill_one_of_two(root / "coordinator_killed", data_root, victim=0)
+  assert code != 0 and seconds < HEARTBEAT_S + 5, err[-3000:]
   assert ("coordination service" in err or "Another process of this run stopped" in err), err[-3000:]
 
 
-def _wait_for_a_checkpoint(workdir, processes) -> None:
+def _kill_one_of_two(workdir, data_root, victim: int) -> tuple[int, str, float]:
+  """Starts 2 processes, kills `victim` once a checkpoint is saved: the other's exit code,
+  stderr, and the seconds it took to end."""
+  processes = _start(workdir, data_root, 2, 2)
   latest = workdir / "checkpoints" / "latest"
   deadline = time.time() + 300
   while not (latest.is_dir() and any(n.isdigit() for n in os.listdir(latest))):
     assert time.time() < deadline and all(p.poll() is None for p in processes)
     time.sleep(0.5)
+  processes[victim].send_signal(signal.SIGKILL)
+  killed = time.time()
+  code, _, err = _finish([processes[1 - victim]], timeout=HEARTBEAT_S + 60)[0]
+  processes[victim].wait()
+  return code, err, time.time() - killed
 
 
 class _KeyValueStore:
