@@ -141,7 +141,7 @@ class PeerWatch:
         unanswered_since = unanswered_since or now
         if now - unanswered_since > self.lost_after_s and not self._stop.is_set():
           self.on_lost(f"the coordinator, process 0, has not answered for "
-                         f"{now - unanswered_since:.0f} s: {e}")
+                       f"{now - unanswered_since:.0f} s: {e}")
         continue
       for p, count in counts.items():
         if count is None:  # Ended on purpose.
