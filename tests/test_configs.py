@@ -59,8 +59,8 @@ def _generated_root(tmp_path: pathlib.Path, name: str) -> str:
   return str(root)
 
 
-# The slowest runs (25-45 s each on 2 cores) go with the slow suite, which CI runs too.
-SLOW = ("cifar10_resnet18", "cifar10_resnet20", "sst2_gru", "sst2_lstm")
+# The slowest runs (15-45 s each on 2 cores) go with the slow suite, which CI runs too.
+SLOW = ("cifar10_resnet18", "cifar10_resnet20", "mnist_transformer", "sst2_gru", "sst2_lstm")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n

@@ -121,6 +121,7 @@ def test_a_wrong_custom_gradient_is_caught_and_reported(capsys):
   assert "FAILED" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 18 s on 2 cores.
 def test_jacobians_and_hessian_vector_products_of_a_conv_model_on_the_cpu():
   forward, params, inputs = _pure_model("lenet5")
   loss = lambda p: jnp.mean(forward(p, inputs) ** 2)

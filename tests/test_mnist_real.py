@@ -31,6 +31,7 @@ def test_default_config_reaches_99_percent_and_evaluate_agrees(mnist_root, tmp_p
                                                          1028, 974, 1009]  # MNIST's test set.
 
 
+@pytest.mark.slow  # 30 s on 2 cores; the float32 epoch above stays in the default suite.
 def test_one_epoch_of_lenet5_in_bf16_reaches_98_percent(mnist_root, tmp_path):
   summary = train.train_and_evaluate(_config(mnist_root, num_epochs=1, precision="bf16"),
                                      str(tmp_path))

@@ -64,6 +64,7 @@ def test_pooled_splits_cut_records_as_they_cut_arrays(tmp_path, small_config):
     np.testing.assert_array_equal(labels, want_labels)
 
 
+@pytest.mark.slow  # Two runs, one a subprocess: 20 s on 2 cores.
 def test_streaming_from_records_trains_as_from_the_dataset_they_came_from(small_config,
                                                                           tmp_path):
   """The CLI writes the fake MNIST as records; a streamed run on them, as a user starts it,
