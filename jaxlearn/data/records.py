@@ -101,6 +101,12 @@ def _count_records(path: str) -> int:
                     "again with `python -m jaxlearn.data.records`.") from e
 
 
+def _check_new(out_dir: str) -> None:
+  if os.path.exists(out_dir):
+    raise ConfigError(f"{out_dir} already exists; pass a new folder to write the records into "
+                      "(an existing one is never overwritten).")
+
+
 def _array_record():
   try:
     from array_record.python import array_record_module  # pylint: disable=import-outside-toplevel
@@ -119,9 +125,7 @@ def write(raw: RawData, out_dir: str) -> str:
   """
   if raw.kind != "image":
     raise ConfigError(f"Only image datasets are written as records; this one is {raw.kind!r}.")
-  if os.path.exists(out_dir):
-    raise ConfigError(f"{out_dir} already exists; pass a new folder to write the records into "
-                      "(an existing one is never overwritten).")
+  _check_new(out_dir)
   array_record_module = _array_record()
   parent = os.path.dirname(os.path.abspath(out_dir))
   os.makedirs(parent, exist_ok=True)
@@ -162,6 +166,7 @@ def _main(argv) -> None:
   del argv
   config = flags.FLAGS.config
   try:
+    _check_new(flags.FLAGS.out)  # Before reading the dataset, which can take long.
     raw = datasets.load_raw(config.data, config.seed)
     write(raw, flags.FLAGS.out)
   except JaxlearnError as e:
