@@ -1,11 +1,13 @@
 """What every jaxlearn command shares: exit codes, one-line errors, and stopping at once.
 
 Exit codes: 0 done, 2 bad input (one message naming the problem and the fix),
-130 stopped by Ctrl-C or SIGTERM. `jaxlearn.main` (training) keeps its own
-flag parsing for config files; the other commands (evaluate, predict,
-export, serve) start through `run(main)`.
+130 stopped by Ctrl-C or SIGTERM. The commands (evaluate, predict, export,
+serve, ...) start through `run(main)`; those that read a `--config` file
+(training, writing records) check it with `parse_config_flags`.
 """
 
+import importlib.util
+import os
 import signal
 import sys
 
@@ -30,16 +32,92 @@ def _parse_flags(argv: list[str]) -> list[str]:
     fail(f"{str(e).strip().splitlines()[0]}. Run with --helpfull for the flags.")
 
 
+def parse_config_flags(argv: list[str], config_flag) -> list[str]:
+  """absl flag parsing for a command with a `--config` file (`config_flag`, from
+  `config_flags.DEFINE_config_file`): any bad flag, config file or override
+  ends in one message and exit 2."""
+  try:
+    rest = flags.FLAGS(argv)
+    # config_flags defers a load failure to the config's first use: check the file now.
+    problem = _config_file_problem(argv)
+    if problem:
+      fail(problem)
+    config_flag.value  # pylint: disable=pointless-statement  # Applies the overrides now too.
+    return rest
+  except Exception as e:  # pylint: disable=broad-except  # absl and config files raise many kinds.
+    message = _config_file_problem(argv) or _unknown_override_message(argv) or _flag_problem(e)
+    fail(message)
+
+
+def _config_file_problem(argv: list[str]) -> str | None:
+  """A --config file that is missing, or that fails to run or to give a get_config()."""
+  path = _config_path(argv)
+  if path is None:
+    return None
+  if not os.path.isfile(path):
+    return (f"The config file {path!r} (--config) does not exist; pass one of configs/*.py, "
+            "e.g. --config=configs/mnist_lenet.py.")
+  try:
+    _load_config(path)
+  except SyntaxError as e:
+    return (f"The config file {path} has a syntax error at line {e.lineno}: {e.msg}. Fix it, "
+            "or start from a file in configs/.")
+  except Exception as e:  # pylint: disable=broad-except  # Whatever the file's code raises.
+    return (f"The config file {path} failed to give a config ({type(e).__name__}: {e}); it must "
+            "define get_config() returning an ml_collections.ConfigDict (see configs/).")
+  return None
+
+
+def _flag_problem(error: Exception) -> str:
+  """absl's own message, cut to its first line (e.g. a value of the wrong type)."""
+  text = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+  return (f"{text}. Check the flag's spelling and value type (see the README's config keys; "
+          "booleans are True/False, tuples are written as '(1, 2)').")
+
+
+def _config_path(argv: list[str]) -> str | None:
+  return next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None)
+
+
+def _load_config(path: str):
+  spec = importlib.util.spec_from_file_location("_jaxlearn_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
+
+
+def _unknown_override_message(argv: list[str]) -> str | None:
+  """Names the first `--config.a.b=v` whose key is not in the config file's get_config()."""
+  config_path = _config_path(argv)
+  if config_path is None:
+    return None
+  config = _load_config(config_path)
+  for arg in argv:
+    if not arg.startswith("--config."):
+      continue
+    path = arg[len("--config."):].split("=", 1)[0]
+    node, walked = config, ["config"]
+    for key in path.split("."):
+      if not hasattr(node, "keys") or key not in node:
+        known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "none"
+        return (f"Unknown config key {'.'.join(walked + [key])!r} in {arg!r}. "
+                f"{'.'.join(walked)} has: {known}. Fix the spelling, or add the key with its "
+                "default to jaxlearn/config.py if it is a new option.")
+      node, walked = node[key], walked + [key]
+  return None
+
+
 def _stop(signum, frame):
   del frame
   print(f"\njaxlearn: stopped by {signal.Signals(signum).name}.", file=sys.stderr)
   sys.exit(EXIT_INTERRUPTED)
 
 
-def run(main, *, keep_sigterm: bool = False) -> None:
+def run(main, *, keep_sigterm: bool = False, flags_parser=_parse_flags) -> None:
   """absl's app.run with jaxlearn's exit codes; JaxlearnErrors become one message and exit 2.
 
-  `keep_sigterm` leaves SIGTERM to the command (a server drains its requests).
+  `keep_sigterm` leaves SIGTERM to the command (a server drains its requests);
+  a command with a `--config` file passes `parse_config_flags` as `flags_parser`.
   """
   signal.signal(signal.SIGINT, _stop)
   if not keep_sigterm:
@@ -53,4 +131,4 @@ def run(main, *, keep_sigterm: bool = False) -> None:
     except JaxlearnError as e:
       fail(str(e))
 
-  app.run(guarded, flags_parser=_parse_flags)
+  app.run(guarded, flags_parser=flags_parser)

@@ -16,6 +16,12 @@ from absl import logging
 import jax
 
 EXIT_PEER_LOST = 3
+# The share of JAX's heartbeat timeout after which a silent process counts as lost. JAX's
+# coordinator declares a process dead as early as half its timeout after it dies (its last
+# heartbeat can be that old), so jaxlearn's watch must speak well before that.
+LOST_AFTER_SHARE = 0.3
+# Where the watch keeps each process's beat count ("beats/3") and end mark ("done/3").
+_WATCH_KEYS = "jaxlearn/peer_watch/"
 
 # Environment variables by which a cluster tells `jax.distributed.initialize()` the topology
 # (Cloud TPU, SLURM, Open MPI, Kubernetes with JAX's own variables).
@@ -52,7 +58,7 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
   if jax.process_count() > 1:
     from jax._src import distributed as jax_distributed  # pylint: disable=import-outside-toplevel
     PeerWatch(jax_distributed.global_state.client, jax.process_index(), jax.process_count(),
-              lost_after_s=0.6 * heartbeat_timeout_s).start()
+              lost_after_s=LOST_AFTER_SHARE * heartbeat_timeout_s).start()
 
 
 def is_primary() -> bool:
@@ -94,12 +100,12 @@ def is_peer_lost(error: BaseException) -> bool:
 class PeerWatch:
   """Ends this process with one clear paragraph when another process of the run is gone.
 
-  JAX notices a lost process too, after the heartbeat timeout, but ends the
-  survivors with a fatal log and a C++ stack dump (its callback for this cannot
-  be set from Python). So each process counts its own beats in the
-  coordinator's key-value store once a second and watches the others' counts;
-  a count that stops for `lost_after_s` (shorter than JAX's timeout, so this
-  speaks first) or a coordinator that stops answering ends the process with
+  JAX notices a lost process too, between half and all of the heartbeat
+  timeout, but ends the survivors with a fatal log and a C++ stack dump (its
+  callback for this cannot be set from Python). So each process counts its own
+  beats in the coordinator's key-value store once a second and reads all the
+  counts in one call; a count that stops for `lost_after_s` (under half JAX's
+  timeout, so this speaks first) or a coordinator that stops answering ends the process with
   `exit_peer_lost`. A process that ends normally says so first, and is then
   no longer watched.
   """
@@ -124,7 +130,7 @@ class PeerWatch:
     self._stop.set()
     self._thread.join()
     try:
-      self.client.key_value_set(f"jaxlearn/peer_watch/done/{self.me}", "1", allow_overwrite=True)
+      self.client.key_value_set(f"{_WATCH_KEYS}done/{self.me}", "1", allow_overwrite=True)
     except Exception:  # pylint: disable=broad-except  # The coordinator may be gone already.
       pass
 
@@ -134,8 +140,8 @@ class PeerWatch:
     while not self._stop.wait(self.BEAT_S):
       now = time.monotonic()
       try:
-        self.client.key_value_increment(f"jaxlearn/peer_watch/beats/{self.me}", 1)
-        counts = {p: self._beats(p) for p in range(self.count) if p != self.me}
+        self.client.key_value_increment(f"{_WATCH_KEYS}beats/{self.me}", 1)
+        counts = self._counts()
         unanswered_since = None
       except Exception as e:  # pylint: disable=broad-except  # Any RPC failure to the coordinator.
         unanswered_since = unanswered_since or now
@@ -151,14 +157,15 @@ class PeerWatch:
         elif now - last_change[p] > self.lost_after_s and not self._stop.is_set():
           self.on_lost(f"process {p} has not answered for {now - last_change[p]:.0f} s")
 
-  def _beats(self, process: int) -> int | None:
-    """`process`'s beat count so far (0 before its first), or None once it has ended."""
-    try:
-      self.client.key_value_try_get(f"jaxlearn/peer_watch/done/{process}")
-      return None
-    except Exception:  # pylint: disable=broad-except  # Not found: still running.
-      pass
-    try:
-      return int(self.client.key_value_try_get(f"jaxlearn/peer_watch/beats/{process}"))
-    except Exception:  # pylint: disable=broad-except  # Not found: no beat yet.
-      return 0
+  def _counts(self) -> dict[int, int | None]:
+    """Every other process's beat count so far (0 before its first; None once it has ended),
+    in one read of the store."""
+    beats, done = {}, set()
+    for key, value in self.client.key_value_dir_get(_WATCH_KEYS):
+      kind, process = key[len(_WATCH_KEYS):].split("/")
+      if kind == "done":
+        done.add(int(process))
+      else:
+        beats[int(process)] = int(value)
+    return {p: None if p in done else beats.get(p, 0) for p in range(self.count) if p != self.me}
+

@@ -116,11 +116,16 @@ def test_a_killed_process_stops_the_other_and_both_resume(runs):
   root, data_root, _ = runs
   workdir = root / "killed"
   code, err, seconds = _kill_one_of_two(workdir, data_root, victim=1)
-  # jaxlearn's own paragraph (from its watch or from the failed collective), before JAX's
-  # heartbeat timeout would end the process with a stack dump.
-  assert code == distributed.EXIT_PEER_LOST and seconds < HEARTBEAT_S, err[-3000:]
-  assert "jaxlearn: error: Another process of this run stopped" in err
-  assert "Start all the run's processes again with the same flags" in err
+  # Before JAX's heartbeat timeout: jaxlearn's own paragraph (from its watch or from the failed
+  # collective), or, when the kill cuts a transfer in half, gloo's abort in its own thread
+  # (measured: 1 kill in 24), which Python cannot catch.
+  assert seconds < HEARTBEAT_S, err[-3000:]
+  if code == -signal.SIGABRT:
+    assert "terminate called after throwing an instance of 'gloo::" in err, err[-3000:]
+  else:
+    assert code == distributed.EXIT_PEER_LOST, err[-3000:]
+    assert "jaxlearn: error: Another process of this run stopped" in err
+    assert "Start all the run's processes again with the same flags" in err
   results = _finish(_start(workdir, data_root, 2, 2))
   assert [c for c, _, _ in results] == [0, 0], results[0][2][-3000:]
   assert "Resuming from" in results[0][2]
@@ -173,12 +178,11 @@ class _KeyValueStore:
       self._check()
       self.values[key] = value
 
-  def key_value_try_get(self, key):
+  def key_value_dir_get(self, prefix):
     with self.lock:
       self._check()
-      if key not in self.values:
-        raise RuntimeError(f"NOT_FOUND: {key}")
-      return str(self.values[key])
+      return [(key, str(value)) for key, value in sorted(self.values.items())
+              if key.startswith(prefix)]
 
 
 def _watch(store, me, count, lost):

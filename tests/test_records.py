@@ -163,3 +163,18 @@ def test_subsets_share_the_opened_files(tmp_path, monkeypatch):
     np.asarray(images[np.arange(start, start + 50)])
   images[3]
   assert opened == [str(tmp_path / "set" / "train.array_record")]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config=configs/no_such.py"], "jaxlearn: error: The config file 'configs/no_such.py' "
+                                      "(--config) does not exist; pass one of configs/*.py"),
+    (["--config=configs/mnist_lenet.py", "--config.data.nme=mnist"],
+     "jaxlearn: error: Unknown config key 'config.data.nme' in '--config.data.nme=mnist'. "
+     "config.data has: "),
+])
+def test_the_records_command_names_a_bad_config_in_one_message(tmp_path, args, message):
+  result = subprocess.run([sys.executable, "-m", "jaxlearn.data.records", *args,
+                           f"--out={tmp_path / 'records'}"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 2 and message in result.stderr, result.stderr
+  assert "Traceback" not in result.stderr and not (tmp_path / "records").exists()

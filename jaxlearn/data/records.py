@@ -159,29 +159,25 @@ def write(raw: RawData, out_dir: str) -> str:
 
 def _main(argv) -> None:
   """`python -m jaxlearn.data.records --config=CONFIG --out=DIR`: the config's dataset as records."""
-  import sys  # pylint: disable=import-outside-toplevel
   from absl import flags  # pylint: disable=import-outside-toplevel
   from jaxlearn.data import datasets  # pylint: disable=import-outside-toplevel
-  from jaxlearn.errors import JaxlearnError  # pylint: disable=import-outside-toplevel
   del argv
-  config = flags.FLAGS.config
-  try:
-    _check_new(flags.FLAGS.out)  # Before reading the dataset, which can take long.
-    raw = datasets.load_raw(config.data, config.seed)
-    write(raw, flags.FLAGS.out)
-  except JaxlearnError as e:
-    print(f"\njaxlearn: error: {e}", file=sys.stderr)
-    sys.exit(2)
+  config, out_dir = flags.FLAGS.config, flags.FLAGS.out
+  _check_new(out_dir)  # Before reading the dataset, which can take long.
+  raw = datasets.load_raw(config.data, config.seed)
+  write(raw, out_dir)
   sizes = ", ".join(f"{len(s[1])} {n}" for n, s in zip(SPLITS, (raw.train, raw.test)) if s)
   print(f"Wrote {config.data.name} ({sizes} images of {raw.train[0].shape[1:]}) to "
-        f"{flags.FLAGS.out}; train on it with --config.data.name=array_record "
-        f"--config.data.path={flags.FLAGS.out}")
+        f"{out_dir}; train on it with --config.data.name=array_record "
+        f"--config.data.path={out_dir}")
 
 
 if __name__ == "__main__":
-  from absl import app, flags  # pylint: disable=ungrouped-imports
+  from absl import flags  # pylint: disable=ungrouped-imports
   from ml_collections import config_flags
-  config_flags.DEFINE_config_file("config", None, "Config whose data.* names the dataset to write.")
+  from jaxlearn import cli
+  _CONFIG = config_flags.DEFINE_config_file("config", None,
+                                            "Config whose data.* names the dataset to write.")
   flags.DEFINE_string("out", None, "New folder to write the records into.")
   flags.mark_flags_as_required(["config", "out"])
-  app.run(_main)
+  cli.run(_main, flags_parser=lambda argv: cli.parse_config_flags(argv, _CONFIG))
