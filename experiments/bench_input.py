@@ -19,14 +19,12 @@ Prints images/s of each and their ratio; writes experiments/results/bench_input_
 """
 
 import argparse
-import datetime
-import json
 import os
 import time
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+from experiments import results_file
 
 
 def write_folder(data_dir: str, folder: str, images: int, fmt: str, size: int) -> None:
@@ -138,12 +136,8 @@ def main():
   ratio = rows["jaxlearn_grain"] / rows["pytorch_dataloader"]
   print(f"jaxlearn / PyTorch: {ratio:.2f}x ({args.images} {args.format} files, batch "
         f"{args.batch}, {args.workers} workers)")
-  record = {"date": datetime.date.today().isoformat(), **vars(args), "images_per_second": rows,
-            "ratio": ratio}
-  out = os.path.join(RESULTS, f"bench_input_{args.format}_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write(f"bench_input_{args.format}", {**vars(args), "images_per_second": rows,
+                                                    "ratio": ratio})
 
 
 if __name__ == "__main__":

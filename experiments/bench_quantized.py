@@ -11,8 +11,6 @@ experiments/results/bench_quantized_<date>.json.
 """
 
 import argparse
-import datetime
-import json
 import os
 import tempfile
 import time
@@ -20,10 +18,8 @@ import time
 import jax
 import numpy as np
 
+from experiments import results_file
 from jaxlearn import evaluate, export, inference, quantize
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def throughput(call, inputs: np.ndarray, seconds: float) -> float:
   call(inputs).block_until_ready()
@@ -62,13 +58,10 @@ def main():
   print(f"test {metric}: fp32 {report['trained_test'][metric]:.4f}, int8 "
         f"{report['int8_test'][metric]:.4f}; model.jax fp32 {sizes['fp32'] / 1e3:.0f} kB, int8 "
         f"{sizes['int8'] / 1e3:.0f} kB ({sizes['int8'] / sizes['fp32']:.0%})")
-  record = {"date": datetime.date.today().isoformat(), "workdir": args.workdir,
-            "model": run.config.model.name, "rows": rows, "artifact_bytes": sizes,
-            "trained_test": report["trained_test"], "int8_test": report["int8_test"]}
-  path = os.path.join(RESULTS, f"bench_quantized_{record['date']}.json")
-  with open(path, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {path}")
+  results_file.write("bench_quantized", {
+      "workdir": args.workdir, "model": run.config.model.name, "rows": rows,
+      "artifact_bytes": sizes, "trained_test": report["trained_test"],
+      "int8_test": report["int8_test"]})
 
 
 if __name__ == "__main__":

@@ -11,17 +11,14 @@ Writes experiments/results/distillation_<date>.json.
 """
 
 import argparse
-import datetime
 import json
 import os
 import statistics
 import tempfile
 
 from configs import mnist_lenet, mnist_mlp
+from experiments import results_file
 from jaxlearn import train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def student_config(data_dir: str, seed: int, epochs: int):
   config = mnist_mlp.get_config()
@@ -72,13 +69,9 @@ def main():
     print(f"| {arm} | " + " | ".join(f"{r[arm]:.2%}" for r in rows) + f" | {summary[arm]:.2%} |")
   print(f"difference (distilled - alone): {summary['difference_mean']:+.2%} "
         f"± {summary['difference_stdev']:.2%} (sd over seeds)")
-  record = {"date": datetime.date.today().isoformat(), "epochs": args.epochs,
-            "temperature": args.temperature, "alpha": args.alpha,
-            "teacher_test_accuracy": teacher["test_accuracy"], "rows": rows, "summary": summary}
-  out = os.path.join(RESULTS, f"distillation_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("distillation", {
+      "epochs": args.epochs, "temperature": args.temperature, "alpha": args.alpha,
+      "teacher_test_accuracy": teacher["test_accuracy"], "rows": rows, "summary": summary})
 
 
 if __name__ == "__main__":

@@ -9,16 +9,12 @@ Writes experiments/results/ensemble_seeds_<date>.json.
 """
 
 import argparse
-import datetime
-import json
 import os
 import tempfile
 
 from configs import mnist_lenet
+from experiments import results_file
 from jaxlearn import ensemble, train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -39,11 +35,7 @@ def main():
   for member, seed in zip(result["members"], args.seeds.split(",")):
     print(f"member seed {seed}: {member['accuracy']:.2%}")
   print(f"ensemble of {len(workdirs)}: {result['ensemble']['accuracy']:.2%}")
-  record = {"date": datetime.date.today().isoformat(), **result}
-  out = os.path.join(RESULTS, f"ensemble_seeds_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("ensemble_seeds", result)
 
 
 if __name__ == "__main__":

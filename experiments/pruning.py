@@ -10,17 +10,14 @@ images. Writes experiments/results/pruning_<date>.json.
 """
 
 import argparse
-import datetime
 import gzip
 import json
 import os
 import tempfile
 
 from configs import mnist_lenet
+from experiments import results_file
 from jaxlearn import checkpoint, export, prune, train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -53,12 +50,7 @@ def main():
     print(f"| {r['sparsity_target']:.0%} | {r['sparsity_reached']:.2%} | "
           f"{r['test_accuracy']:.2%} | {r['artifact_bytes'] / 1e3:.0f} kB | "
           f"{r['artifact_gzip_bytes'] / 1e3:.0f} kB |")
-  record = {"date": datetime.date.today().isoformat(), "prune_epochs": args.prune_epochs,
-            "rows": rows}
-  out = os.path.join(RESULTS, f"pruning_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("pruning", {"prune_epochs": args.prune_epochs, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -10,16 +10,13 @@ time of each run. Writes experiments/results/qat_<date>.json.
 """
 
 import argparse
-import datetime
 import importlib
 import json
 import os
 import tempfile
 
+from experiments import results_file
 from jaxlearn import quantize, train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -52,11 +49,7 @@ def main():
     print(f"| {r['config']} | {'float32' if r['trained_with'] == 'none' else 'int8_qat'} | "
           f"{r['trained_test_accuracy']:.2%} | {r['int8_test_accuracy']:.2%} | "
           f"{r['int8_weights_test_accuracy']:.2%} | {r['training_seconds']:.0f} s |")
-  record = {"date": datetime.date.today().isoformat(), "rows": rows}
-  out = os.path.join(RESULTS, f"qat_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("qat", {"rows": rows})
 
 
 if __name__ == "__main__":

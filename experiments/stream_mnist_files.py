@@ -13,18 +13,15 @@ starting the workers and compiling). Writes experiments/results/stream_mnist_fil
 """
 
 import argparse
-import datetime
 import json
 import os
 import tempfile
 import time
 
 from configs import mnist_lenet
+from experiments import results_file
 from jaxlearn import train
 from jaxlearn.data import datasets, records
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def write_mnist_folder(data_dir: str, root: str) -> None:
   from PIL import Image  # pylint: disable=import-outside-toplevel
@@ -73,11 +70,7 @@ def main():
                  "input_wait_first_window": waits[0],
                  "input_wait_after": max(waits[1:]) if waits[0] is not None else None})
     print(json.dumps(rows[-1]), flush=True)
-  record = {"date": datetime.date.today().isoformat(), "rows": rows}
-  out = os.path.join(RESULTS, f"stream_mnist_files_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("stream_mnist_files", {"rows": rows})
 
 
 if __name__ == "__main__":

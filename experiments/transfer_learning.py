@@ -13,17 +13,14 @@ validation images (5% of the training file); the test accuracy is on Fashion-MNI
 """
 
 import argparse
-import datetime
 import json
 import os
 import statistics
 import tempfile
 
 from configs import mnist_lenet
+from experiments import results_file
 from jaxlearn import train
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
-
 
 def base_config(data_dir: str, seed: int):
   config = mnist_lenet.get_config()
@@ -85,14 +82,10 @@ def main():
   for arm in arms:
     print(f"| {arm} | " + " | ".join(f"{r[arm]:.2%}" for r in rows) +
           f" | {summary[arm]['mean']:.2%} ± {summary[arm]['stdev']:.2%} |")
-  record = {"date": datetime.date.today().isoformat(), "train_examples": args.train_examples,
-            "epochs": args.epochs, "unfrozen_epochs": args.unfrozen_epochs,
-            "mnist_source_test_accuracy": source["test_accuracy"], "rows": rows,
-            "summary": summary}
-  out = os.path.join(RESULTS, f"transfer_learning_{record['date']}.json")
-  with open(out, "w", encoding="utf-8") as f:
-    json.dump(record, f, indent=1)
-  print(f"Wrote {out}")
+  results_file.write("transfer_learning", {
+      "train_examples": args.train_examples, "epochs": args.epochs,
+      "unfrozen_epochs": args.unfrozen_epochs,
+      "mnist_source_test_accuracy": source["test_accuracy"], "rows": rows, "summary": summary})
 
 
 if __name__ == "__main__":

@@ -186,7 +186,6 @@ def test_real_mnist_normalised_train_split_is_standardised(mnist_root):
 
 
 def test_epoch_batches_are_a_permutation_and_differ_by_epoch():
-  import jax
   from jaxlearn import parallel
   mesh = parallel.make_mesh()
   arrays = {"targets": np.arange(100, dtype=np.int32)}

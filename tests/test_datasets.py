@@ -9,7 +9,7 @@ import pytest
 
 from jaxlearn import data, train
 from jaxlearn.config import default_config
-from jaxlearn.data import images, pipeline, sources, tabular, text
+from jaxlearn.data import pipeline, sources, tabular, text
 from jaxlearn.errors import ConfigError, DataError
 from tests.conftest import (make_fake_cifar10, make_fake_mnist, make_fake_text, make_titanic_csv,
                             real_data_dir)

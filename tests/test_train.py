@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxlearn import build, checkpoint, compiled, data, interrupts, parallel, train
+from jaxlearn import build, checkpoint, compiled, data, parallel, train
 from jaxlearn import epoch as epoch_lib
-from jaxlearn.data import pipeline, sources
+from jaxlearn.data import pipeline
 from jaxlearn import workdir as workdir_lib
 from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError, WorkdirError
 
