@@ -70,7 +70,8 @@ def _config_file_problem(argv: list[str]) -> str | None:
 
 def _flag_problem(error: Exception) -> str:
   """absl's own message, cut to its first line (e.g. a value of the wrong type)."""
-  text = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else type(error).__name__
+  first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  text = first_line.rstrip(".")
   return (f"{text}. Check the flag's spelling and value type (see the README's config keys; "
           "booleans are True/False, tuples are written as '(1, 2)').")
 

@@ -105,8 +105,8 @@ class PeerWatch:
   callback for this cannot be set from Python). So each process counts its own
   beats in the coordinator's key-value store once a second and reads all the
   counts in one call; a count that stops for `lost_after_s` (under half JAX's
-  timeout, so this speaks first) or a coordinator that stops answering ends the process with
-  `exit_peer_lost`. A process that ends normally says so first, and is then
+  timeout, so this speaks first) or a coordinator that stops answering ends
+  the process with `exit_peer_lost`. A process that ends normally says so first, and is then
   no longer watched.
   """
 
@@ -141,7 +141,7 @@ class PeerWatch:
       now = time.monotonic()
       try:
         self.client.key_value_increment(f"{_WATCH_KEYS}beats/{self.me}", 1)
-        counts = self._counts()
+        entries = self.client.key_value_dir_get(_WATCH_KEYS)
         unanswered_since = None
       except Exception as e:  # pylint: disable=broad-except  # Any RPC failure to the coordinator.
         unanswered_since = unanswered_since or now
@@ -149,7 +149,7 @@ class PeerWatch:
           self.on_lost(f"the coordinator, process 0, has not answered for "
                        f"{now - unanswered_since:.0f} s: {e}")
         continue
-      for p, count in counts.items():
+      for p, count in self._counts(entries).items():
         if count is None:  # Ended on purpose.
           continue
         if last_count.get(p) != count:
@@ -157,15 +157,17 @@ class PeerWatch:
         elif now - last_change[p] > self.lost_after_s and not self._stop.is_set():
           self.on_lost(f"process {p} has not answered for {now - last_change[p]:.0f} s")
 
-  def _counts(self) -> dict[int, int | None]:
-    """Every other process's beat count so far (0 before its first; None once it has ended),
-    in one read of the store."""
+  def _counts(self, entries: list[tuple[str, str]]) -> dict[int, int | None]:
+    """Every other process's beat count (0 before its first; None once it has ended).
+
+    `entries`: the (key, value) pairs under `_WATCH_KEYS`; a key ends in
+    "beats/<process>" or "done/<process>".
+    """
     beats, done = {}, set()
-    for key, value in self.client.key_value_dir_get(_WATCH_KEYS):
-      kind, process = key[len(_WATCH_KEYS):].split("/")
+    for key, value in entries:
+      kind, process = key.rsplit("/", 2)[-2:]
       if kind == "done":
         done.add(int(process))
-      else:
+      elif kind == "beats":
         beats[int(process)] = int(value)
     return {p: None if p in done else beats.get(p, 0) for p in range(self.count) if p != self.me}
-

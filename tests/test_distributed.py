@@ -212,6 +212,17 @@ def test_the_peer_watch_names_a_process_that_stopped_and_not_one_that_ended():
                                 for reason in lost), lost
 
 
+def test_the_peer_watch_reads_counts_and_end_marks_from_one_directory_read():
+  watch = distributed.PeerWatch(_KeyValueStore(), me=0, count=4, lost_after_s=3)
+  entries = [("jaxlearn/peer_watch/beats/0", "9"), ("jaxlearn/peer_watch/beats/1", "7"),
+             ("jaxlearn/peer_watch/beats/2", "5"), ("jaxlearn/peer_watch/done/2", "1")]
+  # Process 3 has not beaten yet; 2 ended on purpose; this process (0) is not watched.
+  assert watch._counts(entries) == {1: 7, 2: None, 3: 0}
+  # The same with keys relative to the directory, as another JAX version may give them.
+  relative = [(key[len("jaxlearn/peer_watch/"):], value) for key, value in entries]
+  assert watch._counts(relative) == {1: 7, 2: None, 3: 0}
+
+
 def test_the_peer_watch_ends_a_process_whose_coordinator_is_gone():
   store, lost = _KeyValueStore(), []
   watch = _watch(store, 1, 2, lost)

@@ -102,6 +102,7 @@ def _count_records(path: str) -> int:
 
 
 def _check_new(out_dir: str) -> None:
+  """Refuses a folder that exists: records are written only into a new one."""
   if os.path.exists(out_dir):
     raise ConfigError(f"{out_dir} already exists; pass a new folder to write the records into "
                       "(an existing one is never overwritten).")
@@ -158,7 +159,7 @@ def write(raw: RawData, out_dir: str) -> str:
 
 
 def _main(argv) -> None:
-  """`python -m jaxlearn.data.records --config=CONFIG --out=DIR`: the config's dataset as records."""
+  """`python -m jaxlearn.data.records --config=CONFIG --out=DIR`: the dataset as records."""
   from absl import flags  # pylint: disable=import-outside-toplevel
   from jaxlearn.data import datasets  # pylint: disable=import-outside-toplevel
   del argv
