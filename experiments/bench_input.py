@@ -51,7 +51,7 @@ def write_folder(data_dir: str, folder: str, images: int, fmt: str, size: int) -
 def jaxlearn_images_per_second(folder: str, batch: int, workers: int, epochs: int) -> float:
   import jax  # pylint: disable=import-outside-toplevel
   import ml_collections  # pylint: disable=import-outside-toplevel
-  from jaxlearn import parallel  # pylint: disable=import-outside-toplevel
+  from jaxlearn.core import parallel  # pylint: disable=import-outside-toplevel
   from jaxlearn.config import default_config  # pylint: disable=import-outside-toplevel
   from jaxlearn.data import augment, datasets, pipeline, streaming  # pylint: disable=import-outside-toplevel
   data_config = ml_collections.ConfigDict(default_config().data.to_dict())

@@ -19,7 +19,9 @@ import jax
 import numpy as np
 
 from experiments import results_file
-from jaxlearn import evaluate, export, inference, quantize
+from jaxlearn.deploy import artifact, export, quantize
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import finished
 
 def throughput(call, inputs: np.ndarray, seconds: float) -> float:
   call(inputs).block_until_ready()
@@ -39,11 +41,11 @@ def main():
   out = tempfile.mkdtemp(prefix="bench_quantized_")
   export.export_run(args.workdir, os.path.join(out, "fp32"))
   report = quantize.quantize_and_export(args.workdir, os.path.join(out, "int8"), "int8")
-  run = inference.load_run(args.workdir)
+  run = finished.load_run(args.workdir)
   _, stored, _ = evaluate.split_inputs(run, "test")
   programs = {name: jax.jit(jax.export.deserialize(bytearray(open(
-      os.path.join(out, name, export.MODEL_FILE), "rb").read())).call) for name in ("fp32", "int8")}
-  sizes = {name: os.path.getsize(os.path.join(out, name, export.MODEL_FILE))
+      os.path.join(out, name, artifact.MODEL_FILE), "rb").read())).call) for name in ("fp32", "int8")}
+  sizes = {name: os.path.getsize(os.path.join(out, name, artifact.MODEL_FILE))
            for name in programs}
   rows = []
   for batch in (int(b) for b in args.batch_sizes.split(",")):

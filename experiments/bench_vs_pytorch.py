@@ -36,8 +36,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from jaxlearn import build, compiled, parallel, tasks  # pylint: disable=wrong-import-position
-from jaxlearn import epoch as epoch_lib  # pylint: disable=wrong-import-position
+from jaxlearn.runs import build  # pylint: disable=wrong-import-position
+from jaxlearn.training import compiled  # pylint: disable=wrong-import-position
+from jaxlearn.core import parallel, tasks  # pylint: disable=wrong-import-position
+from jaxlearn.training import epoch as epoch_lib  # pylint: disable=wrong-import-position
 from jaxlearn.config import default_config  # pylint: disable=wrong-import-position
 from jaxlearn.data import datasets, images as image_data, pipeline, sources  # pylint: disable=wrong-import-position
 

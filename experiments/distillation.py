@@ -18,7 +18,7 @@ import tempfile
 
 from configs import mnist_lenet, mnist_mlp
 from experiments import results_file
-from jaxlearn import train
+from jaxlearn.training import train
 
 def student_config(data_dir: str, seed: int, epochs: int):
   config = mnist_mlp.get_config()

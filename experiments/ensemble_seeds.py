@@ -14,7 +14,8 @@ import tempfile
 
 from configs import mnist_lenet
 from experiments import results_file
-from jaxlearn import ensemble, train
+from jaxlearn.deploy import ensemble
+from jaxlearn.training import train
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from experiments.pytorch_lenet_mnist import lenet5
-from jaxlearn import checkpoint, inference
+from jaxlearn.core.paths import path_name
+from jaxlearn.runs import finished
 
 
 def torch_lenet_from_run(workdir: str) -> tuple[nn.Module, np.ndarray, np.ndarray]:
   """The run's LeNet-5 in PyTorch, and the run's normalisation mean and std."""
-  run = inference.load_run(workdir)
-  flat = {checkpoint.path_name(p): np.asarray(v) for p, v in
+  run = finished.load_run(workdir)
+  flat = {path_name(p): np.asarray(v) for p, v in
           __import__("jax").tree_util.tree_flatten_with_path(run.state.params)[0]}
   model = lenet5()
   layers = {"conv1": model[0], "conv2": model[3], "conv3": model[6], "fc1": model[9],

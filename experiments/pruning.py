@@ -17,7 +17,10 @@ import tempfile
 
 from configs import mnist_lenet
 from experiments import results_file
-from jaxlearn import checkpoint, export, prune, train
+from jaxlearn.core import prune
+from jaxlearn.deploy import artifact, export
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import train
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -39,7 +42,7 @@ def main():
     stored = checkpoint.load_best_arrays(workdir)
     reached = prune.sparsity_of(stored["params"], [config.prune.params])["all"]
     export.export_run(workdir, os.path.join(workdir, "export"))
-    model = open(os.path.join(workdir, "export", export.MODEL_FILE), "rb").read()
+    model = open(os.path.join(workdir, "export", artifact.MODEL_FILE), "rb").read()
     rows.append({"sparsity_target": sparsity, "sparsity_reached": reached,
                  "test_accuracy": summary["test_accuracy"], "artifact_bytes": len(model),
                  "artifact_gzip_bytes": len(gzip.compress(model, 9))})

@@ -16,7 +16,8 @@ import os
 import tempfile
 
 from experiments import results_file
-from jaxlearn import quantize, train
+from jaxlearn.deploy import quantize
+from jaxlearn.training import train
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -33,9 +33,12 @@ def phases(cache_dir: str) -> dict:
     started = now
 
   import jax  # pylint: disable=import-outside-toplevel
-  from jaxlearn import build, compiled, data, parallel  # pylint: disable=import-outside-toplevel
-  from jaxlearn import epoch as epoch_lib  # pylint: disable=import-outside-toplevel
-  from jaxlearn import train  # pylint: disable=import-outside-toplevel,unused-import
+  from jaxlearn.runs import build  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import compiled  # pylint: disable=import-outside-toplevel
+  from jaxlearn import data  # pylint: disable=import-outside-toplevel
+  from jaxlearn.core import parallel  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import epoch as epoch_lib  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import train  # pylint: disable=import-outside-toplevel,unused-import
   from jaxlearn.data import pipeline  # pylint: disable=import-outside-toplevel
   sys.path.insert(0, ROOT)
   from configs import mnist_lenet  # pylint: disable=import-outside-toplevel

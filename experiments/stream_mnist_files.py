@@ -20,8 +20,8 @@ import time
 
 from configs import mnist_lenet
 from experiments import results_file
-from jaxlearn import train
-from jaxlearn.data import datasets, records
+from jaxlearn.data import array_record as records, datasets
+from jaxlearn.training import train
 
 def write_mnist_folder(data_dir: str, root: str) -> None:
   from PIL import Image  # pylint: disable=import-outside-toplevel

@@ -20,7 +20,7 @@ import tempfile
 
 from configs import mnist_lenet
 from experiments import results_file
-from jaxlearn import train
+from jaxlearn.training import train
 
 def base_config(data_dir: str, seed: int):
   config = mnist_lenet.get_config()

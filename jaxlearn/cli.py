@@ -1,22 +1,24 @@
-"""What every jaxlearn command shares: exit codes, one-line errors, and stopping at once.
+"""What every jaxlearn command shares: its flags, one-line errors, and stopping at once.
 
-Exit codes: 0 done, 2 bad input (one message naming the problem and the fix),
-130 stopped by Ctrl-C or SIGTERM. The commands (evaluate, predict, export,
-serve, ...) start through `run(main)`; those that read a `--config` file
-(training, writing records) check it with `parse_config_flags`.
+Exit codes (`jaxlearn.errors`): 0 done, 2 bad input (one message naming the
+problem and the fix), 130 stopped by Ctrl-C or SIGTERM. The commands
+(evaluate, predict, export, serve, ...) start through `run(main)`; those that
+read a `--config` file (training, writing records) check it with
+`parse_config_flags`. The flags several commands take are defined once here.
 """
 
 import importlib.util
+import logging as std_logging
 import os
 import signal
 import sys
+import time
 
 from absl import app
 from absl import flags
 from absl import logging
 
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from jaxlearn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 def fail(message: str):
@@ -133,3 +135,76 @@ def run(main, *, keep_sigterm: bool = False, flags_parser=_parse_flags) -> None:
       fail(str(e))
 
   app.run(guarded, flags_parser=flags_parser)
+
+
+def define_workdir_flag() -> None:
+  """--workdir, required: the finished run an after-training command reads."""
+  flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def define_out_flag(what: str, required: bool = True) -> None:
+  """--out: the folder an artifact is written into."""
+  flags.DEFINE_string("out", None if required else "", what)
+  if required:
+    flags.mark_flags_as_required(["out"])
+
+
+def define_split_flag(what: str = "The split to evaluate, cut as in training.") -> None:
+  from jaxlearn.runs.workdir import EVALUATED_SPLITS  # pylint: disable=import-outside-toplevel
+  flags.DEFINE_enum("split", "test", list(EVALUATED_SPLITS), what)
+
+
+class _PlainFormatter(std_logging.Formatter):
+  """An INFO line as its message alone; other levels named ("WARNING: ...")."""
+
+  def format(self, record) -> str:
+    text = record.getMessage()
+    return text if record.levelno == std_logging.INFO else f"{record.levelname}: {text}"
+
+
+def log_plainly() -> None:
+  """The console shows each log line without absl's level, time and source prefix."""
+  logging.get_absl_handler().setFormatter(_PlainFormatter())
+
+
+class RunLog(std_logging.Handler):
+  """The full log, in absl's format, in WORKDIR/train.log: the lines of this process's run.
+
+  Lines are held back until this process has written to the run's metrics
+  (`marker_path`, WORKDIR/metrics.jsonl: the first training window, or the
+  test of a finished run), so a workdir that is refused (another run's, in
+  use, a corrupt checkpoint) is left exactly as it was.
+  """
+
+  def __init__(self, path: str, marker_path: str):
+    super().__init__(std_logging.INFO)
+    self.setFormatter(logging.PythonFormatter())
+    self._path, self._marker_path, self._started = path, marker_path, time.time()
+    self._held, self._file = [], None
+
+  def emit(self, record) -> None:
+    try:
+      line = self.format(record) + "\n"
+      if self._file is None and self._claimed():
+        self._file = open(self._path, "a", encoding="utf-8")
+        self._file.writelines(self._held)
+        self._held = []
+      if self._file is None:
+        self._held.append(line)
+      else:
+        self._file.write(line)
+        self._file.flush()
+    except Exception:  # pylint: disable=broad-except  # Logging must never end a run.
+      self.handleError(record)
+
+  def _claimed(self) -> bool:
+    try:
+      return os.path.getmtime(self._marker_path) >= self._started
+    except OSError:
+      return False
+
+  def close(self) -> None:
+    if self._file is not None:
+      self._file.close()
+    super().close()

@@ -1,4 +1,13 @@
-"""Errors jaxlearn raises for bad input: each message names the problem and the fix."""
+"""Errors jaxlearn raises for bad input, and the exit codes of its commands.
+
+Each message names the problem and the fix. Exit codes: 0 done, 2 bad input
+(one `jaxlearn: error:` paragraph), 3 another process of a many-process run was
+lost (start them all again to resume), 130 stopped by Ctrl-C or SIGTERM.
+"""
+
+EXIT_BAD_INPUT = 2
+EXIT_PEER_LOST = 3
+EXIT_INTERRUPTED = 130
 
 
 class JaxlearnError(Exception):
@@ -35,3 +44,11 @@ class DivergedError(JaxlearnError):
 
 class InputError(JaxlearnError):
   """An input to a trained model (predict, serve, evaluate) that it cannot take."""
+
+
+class TrainingInterrupted(Exception):
+  """Raised after SIGINT/SIGTERM once the `latest` checkpoint holds the current step.
+
+  Not a JaxlearnError: nothing was wrong with the input, and the command exits
+  130 (EXIT_INTERRUPTED), not 2.
+  """

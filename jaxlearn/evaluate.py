@@ -1,183 +1,26 @@
-"""Evaluate a finished run and analyse its errors.
+"""Evaluate a finished run: `python -m jaxlearn.evaluate --workdir=W [--split=test|val]`.
 
-  python -m jaxlearn.evaluate --workdir=W [--split=test|val]
-
-Loads the run's best checkpoint, config.json and preprocessing.json, rebuilds
-the split exactly as training cut it, and writes to W/evaluation/<split>/:
-report.json (accuracy, top-5, per-class precision/recall/F1/support, macro
-and weighted averages, the confusion matrix, expected calibration error; for
-binary tasks ROC-AUC, average precision and both curves; for regression MSE,
-MAE, R^2 and residual quantiles), the figures (confusion_matrix.png,
-mistakes.png for images, reliability.png, roc.png), and mistakes.csv for text
-and tables. The per-class table is printed too.
+Writes W/evaluation/<split>/ (report.json, figures, mistakes) and prints the
+per-class table; see `jaxlearn.evaluation.evaluate`.
 """
 
-import csv
-import json
-import os
+from absl import flags
 
-import numpy as np
-
-from jaxlearn import analysis, data, inference, reporting
-from jaxlearn.data import pipeline
-from jaxlearn.errors import ConfigError
-
-SPLITS = ("test", "val")
-MISTAKES_SHOWN = 36  # The grid in mistakes.png (6 x 6).
-MISTAKES_LISTED = 200  # Rows of mistakes.csv.
-
-
-def split_inputs(run: inference.Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(raw inputs, stored inputs, targets) of `split`, cut as the training run cut it."""
-  if split not in SPLITS:
-    raise ConfigError(f"--split={split!r}; choose one of {SPLITS}.")
-  config = run.config
-  raw = data.load_raw(config.data, config.seed)
-  train, val, test = pipeline.split_raw(raw, config.data, config.seed)
-  inputs, targets = {"val": val, "test": test}[split]
-  return inputs, pipeline.to_stored(raw.kind, run.preprocessing, inputs), targets
-
-
-def predict_in_batches(predictor: inference.Predictor, stored: np.ndarray,
-                       batch_size: int) -> np.ndarray:
-  """The predictor's outputs over `stored`, a fixed-size batch at a time (one compile)."""
-  outputs = []
-  for start in range(0, len(stored), batch_size):
-    batch = stored[start:start + batch_size]
-    padded = np.concatenate([batch, np.zeros((batch_size - len(batch), *batch.shape[1:]),
-                                             batch.dtype)])
-    outputs.append(predictor.predict_stored(padded)[:len(batch)])
-  return np.concatenate(outputs)
-
-
-def make_report(task: str, targets: np.ndarray, outputs: np.ndarray, names: list[str]) -> dict:
-  if task == "classification":
-    return analysis.classification_report(targets.astype(np.int64), outputs, names)
-  if task == "binary":
-    return analysis.binary_report(targets.astype(np.int64), outputs, names)
-  return analysis.regression_report(targets, outputs)
-
-
-def evaluate_run(workdir: str, split: str = "test", batch_size: int = 0,
-                 figures: bool = True) -> dict:
-  """Writes WORKDIR/evaluation/<split>/ (see the module docstring); returns the report."""
-  predictor = inference.load_predictor(workdir)
-  run = predictor.run
-  raw_inputs, stored, targets = split_inputs(run, split)
-  outputs = predict_in_batches(predictor, stored, batch_size or run.config.eval_batch_size)
-  report = make_report(run.task, targets, outputs, predictor.class_names)
-  report = {"split": split, "task": run.task, "workdir": os.path.abspath(workdir), **report}
-  out_dir = os.path.join(workdir, "evaluation", split)
-  os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, "report.json"), "w", encoding="utf-8") as f:
-    json.dump(reporting.json_safe(report), f, indent=1, allow_nan=False)
-  written = ["report.json"]
-  if run.task != "regression":
-    if run.spec.kind != "image":
-      _write_mistakes_csv(os.path.join(out_dir, "mistakes.csv"), raw_inputs, targets, outputs,
-                          run, predictor.class_names)
-      written.append("mistakes.csv")
-    if figures:
-      written += _figures(out_dir, run, report, stored, targets, outputs, predictor.class_names)
-  report["files"] = [os.path.join(out_dir, name) for name in written]
-  return report
-
-
-def format_report(report: dict) -> str:
-  """The per-class table and the totals, as scikit-learn's classification_report lays them out."""
-  if report["task"] == "regression":
-    quantiles = ", ".join(f"{q}: {v:.4g}" for q, v in report["residual_quantiles"].items())
-    return (f"{report['split']}: {report['num_examples']} examples; MSE {report['mse']:.4g}, "
-            f"MAE {report['mae']:.4g}, R^2 {report['r2']:.4f}\nresidual quantiles: {quantiles}")
-  width = max(12, *(len(c["name"]) for c in report["per_class"]))
-  lines = [f"{'':>{width}}  precision    recall  f1-score   support", ""]
-  for c in report["per_class"]:
-    lines.append(f"{c['name']:>{width}}  {c['precision']:9.4f} {c['recall']:9.4f} "
-                 f"{c['f1']:9.4f} {c['support']:9d}")
-  total = report["num_examples"]
-  lines += ["", f"{'accuracy':>{width}}  {'':9} {'':9} {report['accuracy']:9.4f} {total:9d}"]
-  for name in ("macro_avg", "weighted_avg"):
-    avg = report[name]
-    lines.append(f"{name.replace('_', ' '):>{width}}  {avg['precision']:9.4f} "
-                 f"{avg['recall']:9.4f} {avg['f1']:9.4f} {total:9d}")
-  extra = [f"top-5 accuracy {report['top5_accuracy']:.4f}"] if "top5_accuracy" in report else []
-  extra.append(f"expected calibration error {report['expected_calibration_error']:.4f}")
-  if "roc_auc" in report:
-    extra += [f"ROC-AUC {report['roc_auc']:.4f}",
-              f"average precision {report['average_precision']:.4f}"]
-  return "\n".join(lines + ["", "; ".join(extra)])
-
-
-def _write_mistakes_csv(path, raw_inputs, targets, outputs, run, names) -> None:
-  probabilities = _two_columns(outputs, run.task)
-  order = analysis.most_confident_mistakes(targets.astype(np.int64), probabilities,
-                                           MISTAKES_LISTED)
-  predicted = probabilities.argmax(axis=1)
-  columns = ([c["name"] for c in run.preprocessing["columns"]] if run.spec.kind == "table"
-             else ["input"])
-  with open(path, "w", newline="", encoding="utf-8") as f:
-    writer = csv.writer(f)
-    writer.writerow(["index", *columns, "true", "predicted", "probability"])
-    for i in order:
-      cells = list(raw_inputs[i]) if run.spec.kind == "table" else [_as_text(raw_inputs[i])]
-      writer.writerow([int(i), *cells, names[int(targets[i])], names[int(predicted[i])],
-                       f"{probabilities[i, predicted[i]]:.4f}"])
-
-
-def _as_text(value) -> str:
-  if isinstance(value, str):
-    return value
-  return " ".join(f"{v:.4g}" for v in np.ravel(value))
-
-
-def _two_columns(outputs: np.ndarray, task: str) -> np.ndarray:
-  return np.stack([1 - outputs, outputs], axis=1) if task == "binary" else outputs
-
-
-def _figures(out_dir, run, report, stored, targets, outputs, names) -> list[str]:
-  """The report's figures; the confusion matrix and ROC curve are the report's own numbers."""
-  try:
-    from jaxlearn import figures  # pylint: disable=import-outside-toplevel
-  except ImportError:  # matplotlib is the plot extra.
-    print("Figures skipped: matplotlib is not installed (pip install 'jaxlearn[plot]').")
-    return []
-  probabilities = _two_columns(outputs, run.task)
-  targets = targets.astype(np.int64)
-  written = []
-  figures.confusion_matrix(os.path.join(out_dir, "confusion_matrix.png"),
-                           np.asarray(report["confusion_matrix"]), names)
-  written.append("confusion_matrix.png")
-  correct = probabilities.argmax(1) == targets
-  figures.reliability(os.path.join(out_dir, "reliability.png"),
-                      analysis.reliability_bins(probabilities.max(1), correct))
-  written.append("reliability.png")
-  if run.task == "binary":
-    figures.roc(os.path.join(out_dir, "roc.png"), report["roc_curve"]["fpr"],
-                report["roc_curve"]["tpr"], report["roc_auc"])
-    written.append("roc.png")
-  if run.spec.kind == "image":
-    order = analysis.most_confident_mistakes(targets, probabilities, MISTAKES_SHOWN)
-    figures.mistakes(os.path.join(out_dir, "mistakes.png"), stored[order], targets[order],
-                     probabilities[order], names)
-    written.append("mistakes.png")
-  return written
+from jaxlearn import cli
 
 
 def main(argv):
   del argv
-  from absl import flags  # pylint: disable=import-outside-toplevel
+  from jaxlearn.evaluation import evaluate  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
-  report = evaluate_run(values.workdir, values.split, values.batch_size)
-  print(format_report(report))
+  report = evaluate.evaluate_run(values.workdir, values.split, values.batch_size)
+  print(evaluate.format_report(report))
   print("\nWrote " + ", ".join(report["files"]))
 
 
 if __name__ == "__main__":
-  from absl import flags as _flags  # pylint: disable=g-import-not-at-top
-  from jaxlearn import cli  # pylint: disable=g-import-not-at-top
-  _flags.DEFINE_string("workdir", None, "A finished training run's workdir.")
-  _flags.DEFINE_enum("split", "test", list(SPLITS), "The split to evaluate, cut as in training.")
-  _flags.DEFINE_integer("batch_size", 0, "Examples per compiled call (0: the run's "
-                        "eval_batch_size).", lower_bound=0)
-  _flags.mark_flags_as_required(["workdir"])
+  cli.define_workdir_flag()
+  cli.define_split_flag()
+  flags.DEFINE_integer("batch_size", 0, "Examples per compiled call (0: the run's "
+                       "eval_batch_size).", lower_bound=0)
   cli.run(main)

@@ -11,7 +11,7 @@ import os
 import signal
 import sys
 
-EXIT_INTERRUPTED = 130
+from jaxlearn.errors import EXIT_INTERRUPTED
 
 
 def _stop_now(signum, frame):
@@ -47,13 +47,15 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py).",
                                           lock_config=True)
 flags.mark_flags_as_required(["config", "workdir"])
-# Many processes, one run (jaxlearn.distributed): the same three flags on every process.
+# Many processes, one run (jaxlearn.training.distributed): the same three flags on every process.
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "HOST:PORT of process 0's "
                                    "coordinator, for a run over several processes.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "How many processes the run has.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index, 0 to N-1.")
 _HEARTBEAT = flags.DEFINE_integer("heartbeat_timeout_s", 30, "A process that stops answering "
                                   "this long ends the others with an error.")
+_LOG_PREFIX = flags.DEFINE_bool("log_prefix", False, "Start each console line with absl's level, "
+                                "time and source (WORKDIR/train.log always has them).")
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -75,9 +77,17 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().python_handler.addFilter(_only_jaxlearn_info)
+  if not _LOG_PREFIX.value:
+    cli.log_plainly()
+  from jaxlearn.runs.workdir import RunDir  # pylint: disable=import-outside-toplevel
+  run_dir = RunDir(_WORKDIR.value)
+  run_log = cli.RunLog(run_dir.log, run_dir.metrics)
+  run_log.addFilter(_only_jaxlearn_info)
+  std_logging.getLogger().addHandler(run_log)
   try:
-    from jaxlearn import distributed, train  # pylint: disable=import-outside-toplevel
-    from jaxlearn.errors import JaxlearnError  # pylint: disable=import-outside-toplevel
+    # pylint: disable-next=import-outside-toplevel
+    from jaxlearn.errors import JaxlearnError, TrainingInterrupted
+    from jaxlearn.training import distributed, train  # pylint: disable=import-outside-toplevel
     try:
       distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                              _HEARTBEAT.value)
@@ -86,7 +96,7 @@ def main(argv):
       summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except JaxlearnError as e:
       cli.fail(str(e))
-    except train.TrainingInterrupted as e:
+    except TrainingInterrupted as e:
       print(f"\njaxlearn: {e}", file=sys.stderr)
       sys.exit(EXIT_INTERRUPTED)
     except Exception as e:  # pylint: disable=broad-except  # A collective's error names no type.
@@ -96,7 +106,7 @@ def main(argv):
   except KeyboardInterrupt:  # A second Ctrl-C inside the training loop.
     _exit_interrupted("(at once); checkpoints already in the workdir are kept, and rerunning "
                       "the same command resumes from the latest")
-  from jaxlearn.progress import describe  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training.progress import describe  # pylint: disable=import-outside-toplevel
   if distributed.is_primary():
     print(describe(summary, _WORKDIR.value))
 

@@ -12,9 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlearn import compiled, create_train_state, parallel, train_step
+from jaxlearn import create_train_state, train_step
+from jaxlearn.core import parallel
 from jaxlearn.data import pipeline
 from jaxlearn.models import LeNet5
+from jaxlearn.training import compiled
 
 
 def main():

@@ -3,7 +3,7 @@
 import os
 
 from configs import linreg, mnist_lenet, sst2_gru, tabular_mlp
-from jaxlearn import train
+from jaxlearn.training import train
 from tests.conftest import make_fake_mnist, make_fake_text, make_titanic_csv
 
 

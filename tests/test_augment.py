@@ -6,10 +6,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxlearn import train
 from jaxlearn.config import default_config
 from jaxlearn.data import augment
 from jaxlearn.errors import ConfigError
+from jaxlearn.training import train
 
 IMAGE = jnp.asarray(np.random.default_rng(0).normal(size=(8, 8, 2)), jnp.float32)
 

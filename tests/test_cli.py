@@ -107,10 +107,14 @@ def test_ctrl_c_saves_latest_and_rerun_resumes_from_that_step(tmp_path):
      "pass one of configs/*.py"),
     (["--config.batch_size=abc"], "flag --config.batch_size=abc: invalid literal for int() with "
      "base 10: 'abc'. Check the flag's spelling and value type"),
-    (["--config.batch_size=0"], "config.batch_size=0 is below 1; use a batch of 1 or more "
-     "examples."),
-    (["--config.optimizer.learning_rate=-1"], "config.optimizer.learning_rate=-1.0; the learning "
-     "rate must be positive"),
+    (["--config.batch_size=0"], "config.batch_size=0 is not allowed: it must be at least 1; use a "
+     "batch of 1 or more examples."),
+    (["--config.optimizer.learning_rate=-1"], "config.optimizer.learning_rate=-1.0 is not "
+     "allowed: it must be above 0; the learning rate must be positive"),
+    (["--config.optimizer.weight_decay=-0.1"], "config.optimizer.weight_decay=-0.1 is not allowed: "
+     "it must be at least 0; use 0 (off) or a positive decay such as 0.01."),
+    (["--config.loss.label_smoothing=1.5"], "config.loss.label_smoothing=1.5 is not allowed: it "
+     "must be in [0, 1); use 0 (off) or a small share such as 0.1."),
 ])
 def test_bad_input_is_one_message_and_exit_2(tmp_path, args, message):
   command = [sys.executable, "-m", "jaxlearn.main", f"--workdir={tmp_path / 'w'}"]
@@ -178,7 +182,8 @@ def test_a_corrupt_best_checkpoint_is_one_message_and_changes_nothing(tmp_path):
   before = _tree(tmp_path / "w")
   result = _main(*args)
   assert result.returncode == 2
-  error_lines = [line for line in result.stderr.splitlines() if line[:1] in ("E", "T")]
+  error_lines = [line for line in result.stderr.splitlines()
+                 if line.startswith(("ERROR", "Traceback"))]
   assert len(error_lines) == 0, result.stderr  # No Orbax log errors, no traceback ...
   assert re.search(r"jaxlearn: error: The checkpoint \S+/best/\d+ could not be read .*"
                    "Nothing was changed in the workdir.", result.stderr)  # ... one message.

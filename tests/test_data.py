@@ -186,7 +186,7 @@ def test_real_mnist_normalised_train_split_is_standardised(mnist_root):
 
 
 def test_epoch_batches_are_a_permutation_and_differ_by_epoch():
-  from jaxlearn import parallel
+  from jaxlearn.core import parallel
   mesh = parallel.make_mesh()
   arrays = {"targets": np.arange(100, dtype=np.int32)}
   batcher = pipeline.make_epoch_batcher(32, mesh)
@@ -200,7 +200,7 @@ def test_epoch_batches_are_a_permutation_and_differ_by_epoch():
 
 
 def test_eval_batches_pad_with_zero_mask():
-  from jaxlearn import parallel
+  from jaxlearn.core import parallel
   split = {"inputs": np.ones((10, 2), np.float32), "targets": np.arange(10, dtype=np.int32)}
   batches = pipeline.make_eval_batches(split, 4, parallel.make_mesh())
   assert batches["weights"].shape == (3, 4)

@@ -7,10 +7,11 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxlearn import data, train
+from jaxlearn import data
 from jaxlearn.config import default_config
 from jaxlearn.data import pipeline, sources, tabular, text
 from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.training import train
 from tests.conftest import (make_fake_cifar10, make_fake_mnist, make_fake_text, make_titanic_csv,
                             real_data_dir)
 
@@ -185,8 +186,9 @@ def test_image_datasets_keep_their_class_names(tmp_path, name, first, last):
 
 
 def test_files_jaxlearn_writes_are_valid_json_even_with_nan(small_config, tmp_path):
-  from jaxlearn import reporting  # pylint: disable=import-outside-toplevel
-  assert reporting.json_safe({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == {
+  from jaxlearn.runs import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import reporting  # pylint: disable=import-outside-toplevel
+  assert workdir_lib.json_safe({"a": [1.0, float("nan")], "b": float("inf"), "c": "x"}) == {
       "a": [1.0, None], "b": None, "c": "x"}
   reporter = reporting.Reporter(str(tmp_path))
   reporter.write(3, "train", {"loss": float("nan")}, echo=False)
@@ -287,7 +289,7 @@ def test_custom_arrays_infer_their_kind():
 
 def test_training_curves_are_plotted_from_the_history(small_config, tmp_path):
   pytest.importorskip("matplotlib")
-  from jaxlearn import curves as curves_lib
+  from jaxlearn.evaluation import curves as curves_lib
   summary = train.train_and_evaluate(small_config, str(tmp_path / "run"))
   curves = curves_lib.plot_history(summary, str(tmp_path / "curves.png"))
   assert curves["accuracy"]["val"] == [h["val_accuracy"] for h in summary["history"]]

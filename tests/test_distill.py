@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 from configs import mnist_mlp
-from jaxlearn import checkpoint, distill, inference, losses, train
+from jaxlearn.core import losses
 from jaxlearn.errors import ConfigError
+from jaxlearn.runs import checkpoint, finished
+from jaxlearn.training import distill, train
 
 
 def _softmax(x):
@@ -49,13 +51,15 @@ def test_a_different_architecture_learns_from_the_teacher_inside_the_step(finish
   assert summary["epochs_run"] == 1
   stored = checkpoint.load_best_arrays(str(tmp_path / "student"))
   assert set(stored["params"]) == {"hidden", "head"}  # The teacher's weights are not saved.
-  teacher = inference.load_run(finished_runs["lenet"])
+  teacher = finished.load_run(finished_runs["lenet"])
   assert teacher.config.model.name == "lenet5" and config.model.name == "mlp"
   assert summary["test_accuracy"] > 0.3  # Ten classes; 20% of the fake labels are noise.
 
 
 def test_the_first_step_minimises_the_distillation_loss(finished_runs):
-  from jaxlearn import build, data, step  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs import build  # pylint: disable=import-outside-toplevel
+  from jaxlearn import data  # pylint: disable=import-outside-toplevel
+  from jaxlearn.core import step  # pylint: disable=import-outside-toplevel
   config = _student_config(finished_runs, alpha=1.0, temperature=2.0)
   splits = data.make_splits(data.load_raw(config.data), config.data, config.seed)
   task, splits = build.prepare_task(config, splits)

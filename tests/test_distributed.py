@@ -21,8 +21,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlearn import checkpoint
-from jaxlearn import distributed
+from jaxlearn import errors
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import distributed
 from tests.conftest import PROJECT_ROOT, make_fake_mnist
 
 HEARTBEAT_S = 10
@@ -123,7 +124,7 @@ def test_a_killed_process_stops_the_other_and_both_resume(runs):
   if code == -signal.SIGABRT:
     assert "terminate called after throwing an instance of 'gloo::" in err, err[-3000:]
   else:
-    assert code == distributed.EXIT_PEER_LOST, err[-3000:]
+    assert code == errors.EXIT_PEER_LOST, err[-3000:]
     assert "jaxlearn: error: Another process of this run stopped" in err
     assert "Start all the run's processes again with the same flags" in err
   results = _finish(_start(workdir, data_root, 2, 2))

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from jaxlearn import divergence, train
 from jaxlearn.config import default_config
 from jaxlearn.errors import DivergedError
+from jaxlearn.training import divergence, train
 
 
 def _history(train_losses, val_accuracies):

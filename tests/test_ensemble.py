@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 
 from configs import mnist_lenet
-from jaxlearn import ensemble, evaluate, inference, train
+from jaxlearn.deploy import ensemble
 from jaxlearn.errors import ConfigError
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import inference
+from jaxlearn.training import train
 from tests import runs
 from tests.conftest import PROJECT_ROOT
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
-from jaxlearn import analysis, evaluate, inference
+from jaxlearn.evaluation import analysis, evaluate
+from jaxlearn.runs import inference
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -55,7 +56,7 @@ def test_classification_report_equals_scikit_learn_and_the_training_run(finished
 
 
 def _calibration_error(confidence, correct, bins=15):
-  """ECE written out with np.digitize, independently of jaxlearn.analysis."""
+  """ECE written out with np.digitize, independently of jaxlearn.evaluation.analysis."""
   which = np.minimum(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1], right=True),
                      bins - 1)
   return sum(abs(correct[which == b].mean() - confidence[which == b].mean()) *

@@ -8,9 +8,11 @@ import optax
 import pytest
 
 from configs import mnist_bn_mlp
-from jaxlearn import checkpoint, finetune, optim, train
 from jaxlearn.config import default_config
+from jaxlearn.core import finetune, optim
 from jaxlearn.errors import ConfigError
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import train
 
 
 def _leaves_equal(a, b) -> bool:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import jaxlearn
-from jaxlearn import losses
+from jaxlearn.core import losses
 from jaxlearn.models import MODELS, create_model
 
 # Small inputs per model: (model config fields, one batch of inputs).

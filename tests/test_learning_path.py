@@ -12,7 +12,9 @@ import pytest
 
 from configs import (binary_mlp, fashion_mnist_cnn, linreg, mnist_transformer, sst2_gru,
                      sst2_lstm)
-from jaxlearn import build, checkpoint, data, train
+from jaxlearn import data
+from jaxlearn.runs import build, checkpoint
+from jaxlearn.training import train
 from tests.conftest import real_data_dir
 
 

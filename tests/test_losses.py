@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxlearn import losses
+from jaxlearn.core import losses
 
 RNG = np.random.default_rng(0)
 LOGITS = RNG.normal(size=(6, 5)).astype(np.float32) * 2
@@ -135,7 +135,7 @@ BY_NAME = {
 
 
 def test_every_loss_is_reachable_by_name_with_its_settings():
-  from jaxlearn import tasks  # pylint: disable=import-outside-toplevel
+  from jaxlearn.core import tasks  # pylint: disable=import-outside-toplevel
   from jaxlearn.config import default_config  # pylint: disable=import-outside-toplevel
   assert sorted(BY_NAME) == sorted(losses.LOSSES)
   for name, (settings, outputs, targets, direct) in BY_NAME.items():

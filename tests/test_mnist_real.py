@@ -3,7 +3,8 @@
 import pytest
 
 from configs import mnist_lenet, mnist_mlp
-from jaxlearn import evaluate, train
+from jaxlearn.evaluation import evaluate
+from jaxlearn.training import train
 
 
 def _config(mnist_root, **overrides):

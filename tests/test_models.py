@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from jaxlearn.errors import ConfigError
-from jaxlearn.models import MLP, LeNet5, create_model
+from jaxlearn.models import LeNet5, MLP, create_model
 
 
 def _num_params(model) -> int:

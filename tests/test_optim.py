@@ -8,9 +8,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import optim, plateau
 from jaxlearn.config import default_config
+from jaxlearn.core import optim
 from jaxlearn.errors import ConfigError
+from jaxlearn.training import plateau
 
 BASE_LR = 0.1
 SPE = 10  # optimizer steps per epoch

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxlearn import evaluate, export, inference
 from jaxlearn.data import pipeline
+from jaxlearn.deploy import export
 from jaxlearn.errors import InputError
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import finished, inference
 from tests.conftest import PROJECT_ROOT
 
 
@@ -23,7 +25,7 @@ def _predict_cli(*args):
 
 def _reference(workdir, stored):
   """The checkpoint's probabilities the training way: normalised as the pipeline does."""
-  run = inference.load_run(workdir)
+  run = finished.load_run(workdir)
   x = pipeline.preprocess(run.spec.kind, run.preprocessing, stored) if run.spec.kind == "image" \
       else stored
   outputs, _ = run.state.apply_model(run.state.params, x, train=False)
@@ -137,7 +139,7 @@ _LOAD_EXPORT = textwrap.dedent("""
 def test_export_runs_without_jaxlearn_and_equals_the_checkpoint(finished_runs, tmp_path, kind):
   workdir = finished_runs[kind]
   metadata = export.export_run(workdir, str(tmp_path / "export"))
-  run = inference.load_run(workdir)
+  run = finished.load_run(workdir)
   _, stored, _ = evaluate.split_inputs(run, "test")
   stored = np.resize(stored, (1000, *stored.shape[1:]))  # Test examples, repeated to 1000.
   np.save(tmp_path / "inputs.npy", stored)

@@ -6,8 +6,10 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import checkpoint, prune, train
+from jaxlearn.core import prune
 from jaxlearn.errors import ConfigError
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import train
 
 
 def test_the_cubic_schedule_rises_from_zero_to_the_target():
@@ -68,7 +70,8 @@ def test_a_pruned_run_saves_its_zeros_and_keeps_them(small_config, tmp_path):
 
 def test_bad_pruning_settings_are_named(small_config, tmp_path):
   small_config.prune.sparsity = 1.0
-  with pytest.raises(ConfigError, match=r"config.prune: sparsity=1.0 must be in \[0, 1\)"):
+  with pytest.raises(ConfigError, match=r"config.prune.sparsity=1.0 is not allowed: it must "
+                     r"be in \[0, 1\)"):
     train.train_and_evaluate(small_config, str(tmp_path / "w"))
   small_config.prune.sparsity, small_config.prune.params = 0.5, "weights"
   with pytest.raises(ConfigError, match="config.prune.params: 'weights' matches no parameter"):

@@ -11,10 +11,15 @@ import optax
 import pytest
 
 from configs import mnist_lenet
-from jaxlearn import config as config_lib, evaluate, inference, qat, quantize, train
-from jaxlearn import state as state_lib
+from jaxlearn import config as config_lib
+from jaxlearn.core import state as state_lib
+from jaxlearn.deploy import quantize
 from jaxlearn.errors import ConfigError
+from jaxlearn.evaluation import evaluate
+from jaxlearn.models import qat
 from jaxlearn.models.lenet import LeNet5
+from jaxlearn.runs import finished, inference
+from jaxlearn.training import train
 from tests.conftest import make_fake_mnist
 
 
@@ -109,7 +114,7 @@ def test_a_qat_run_quantizes_to_what_it_trained(tmp_path):
   assert report["trained_test"]["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
   # The int8 artifact computes what training computed: only a rounding that lands on the
   # other side of a half step (float vs int32 sums) can tell them apart.
-  run = inference.load_run(str(tmp_path / "run"))
+  run = finished.load_run(str(tmp_path / "run"))
   _, stored, _ = evaluate.split_inputs(run, "test")
   trained = evaluate.predict_in_batches(inference.load_predictor(str(tmp_path / "run")),
                                         stored, 80)
@@ -122,8 +127,8 @@ def test_a_qat_run_quantizes_to_what_it_trained(tmp_path):
 def test_unknown_quantization_and_missing_qwix_are_named(monkeypatch):
   config = mnist_lenet.get_config()
   config.quantization = "int4"
-  with pytest.raises(ConfigError, match=r"config.quantization='int4'; use one of "
-                                        r"\['none', 'int8_qat'\]"):
+  with pytest.raises(ConfigError, match=r"config.quantization='int4' is not allowed: it must "
+                                        r"be one of \['none', 'int8_qat'\]"):
     config_lib.validate(config)
   monkeypatch.setitem(sys.modules, "qwix", None)
   with pytest.raises(ConfigError, match=r"pip install 'jaxlearn\[quantization\]'"):

@@ -9,8 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlearn import export, inference, quantize
+from jaxlearn.deploy import artifact, export, quantize
 from jaxlearn.errors import ConfigError
+from jaxlearn.runs import finished
 from tests import runs
 from tests.conftest import PROJECT_ROOT
 
@@ -34,7 +35,7 @@ def test_int8_model_runs_int8_products_and_keeps_the_accuracy(finished_runs, tmp
   assert abs(report["int8_test"]["accuracy"] - report["trained_test"]["accuracy"]) <= 0.02
   assert report["max_probability_difference"] < 0.1
   export.export_run(workdir, str(tmp_path / "fp32"))
-  fp32_bytes = os.path.getsize(tmp_path / "fp32" / export.MODEL_FILE)
+  fp32_bytes = os.path.getsize(tmp_path / "fp32" / artifact.MODEL_FILE)
   assert report["artifact_bytes"] <= 0.3 * fp32_bytes
   program = jax.export.deserialize(bytearray((tmp_path / "q" / "model.jax").read_bytes()))
   text = program.mlir_module()
@@ -48,8 +49,8 @@ def test_int8_model_runs_int8_products_and_keeps_the_accuracy(finished_runs, tmp
 
 def test_the_int8_artifact_runs_without_jaxlearn(finished_runs, tmp_path):
   quantize.quantize_and_export(finished_runs["lenet"], str(tmp_path / "q"), "int8")
-  run = inference.load_run(finished_runs["lenet"])
-  from jaxlearn import evaluate  # pylint: disable=import-outside-toplevel
+  run = finished.load_run(finished_runs["lenet"])
+  from jaxlearn.evaluation import evaluate  # pylint: disable=import-outside-toplevel
   _, stored, _ = evaluate.split_inputs(run, "test")
   outputs = runs.call_artifact_in_fresh_process(str(tmp_path / "q"), stored[:7], str(tmp_path))
   calibration = quantize._training_inputs(run)  # pylint: disable=protected-access
@@ -58,7 +59,7 @@ def test_the_int8_artifact_runs_without_jaxlearn(finished_runs, tmp_path):
 
 
 def test_bad_modes_and_missing_calibration_are_named(finished_runs):
-  run = inference.load_run(finished_runs["lenet"])
+  run = finished.load_run(finished_runs["lenet"])
   with pytest.raises(ConfigError, match="choose one of"):
     quantize.quantize_run(run, "int4")
   with pytest.raises(ConfigError, match="needs calibration inputs"):

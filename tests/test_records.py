@@ -10,11 +10,12 @@ import jax
 import numpy as np
 import pytest
 
-from jaxlearn import checkpoint, train
 from jaxlearn.config import default_config
-from jaxlearn.data import datasets, pipeline, records
+from jaxlearn.data import array_record as records, datasets, pipeline
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError, DataError, MissingFilesError
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import train
 from tests.conftest import PROJECT_ROOT
 
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxlearn import evaluate, export, inference
+from jaxlearn.deploy import export
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import finished, inference
 from tests.conftest import PROJECT_ROOT
 
 
@@ -70,7 +72,7 @@ def lenet_server(finished_runs):
 
 @pytest.fixture(scope="module")
 def test_images(finished_runs):
-  run = inference.load_run(finished_runs["lenet"])
+  run = finished.load_run(finished_runs["lenet"])
   _, stored, _ = evaluate.split_inputs(run, "test")
   return stored[:40], inference.load_predictor(finished_runs["lenet"]).predict_stored(stored[:40])
 

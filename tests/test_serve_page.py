@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxlearn import evaluate, inference
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import inference
 from tests.test_serve import Server
 
 pytestmark = pytest.mark.browser

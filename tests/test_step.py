@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from jaxlearn import CLASSIFICATION, create_train_state, eval_step, train_step
-from jaxlearn.step import train_steps
+from jaxlearn.core.step import train_steps
 from jaxlearn.models import LeNet5
 from tests.conftest import PROJECT_ROOT
 

@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from configs import mnist_lenet
-from jaxlearn import checkpoint, train
-from jaxlearn import epoch as epoch_lib
 from jaxlearn.config import default_config
 from jaxlearn.data import datasets, folders, pipeline
-from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.errors import ConfigError, DataError, TrainingInterrupted
+from jaxlearn.runs import checkpoint
+from jaxlearn.training import epoch as epoch_lib, train
 
 
 def make_image_folder(root, per_class=40, classes=10, size=(28, 28), seed=0, mode="L") -> str:
@@ -120,7 +120,7 @@ def test_an_interrupted_streamed_run_resumes_on_the_same_batches(image_folder, t
     return merged
 
   monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", stop_mid_epoch_two)
-  with pytest.raises(train.TrainingInterrupted, match="Stopped at step 11"):
+  with pytest.raises(TrainingInterrupted, match="Stopped at step 11"):
     train.train_and_evaluate(config(), str(tmp_path / "split"))
   monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", real_close)
   resumed = train.train_and_evaluate(config(), str(tmp_path / "split"))
@@ -137,8 +137,8 @@ def test_the_pipeline_must_be_memory_or_grain():
   config = default_config()
   config.data.pipeline = "tfdata"
   from jaxlearn import config as config_lib  # pylint: disable=import-outside-toplevel
-  with pytest.raises(ConfigError, match=r"config.data.pipeline='tfdata'; use one of "
-                                        r"\['memory', 'grain'\]"):
+  with pytest.raises(ConfigError, match=r"config.data.pipeline='tfdata' is not allowed: it "
+                                        r"must be one of \['memory', 'grain'\]"):
     config_lib.validate(config)
 
 

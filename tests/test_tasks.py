@@ -5,8 +5,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from jaxlearn import tasks
 from jaxlearn.config import default_config
+from jaxlearn.core import tasks
 from jaxlearn.errors import ConfigError
 
 

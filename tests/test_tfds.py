@@ -59,7 +59,7 @@ def test_text_datasets_load_through_tfds(mock_tfds, name, class_names):
 
 def test_a_tfds_dataset_trains_end_to_end(mock_tfds, tmp_path):
   from configs import mnist_mlp  # pylint: disable=import-outside-toplevel
-  from jaxlearn import train  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import train  # pylint: disable=import-outside-toplevel
   config = mnist_mlp.get_config()
   config.data.source = "tfds"
   config.data.val_fraction = 0.25
@@ -92,7 +92,7 @@ def test_the_grain_pipeline_reads_tfds_images_through_a_data_source(mock_tfds):
 
 def test_a_tfds_dataset_streams_through_training(mock_tfds, tmp_path):
   from configs import mnist_mlp  # pylint: disable=import-outside-toplevel
-  from jaxlearn import train  # pylint: disable=import-outside-toplevel
+  from jaxlearn.training import train  # pylint: disable=import-outside-toplevel
   config = mnist_mlp.get_config()
   config.data.source, config.data.pipeline, config.data.split_ratios = "tfds", "grain", "3:1:1"
   config.batch_size = config.eval_batch_size = 4

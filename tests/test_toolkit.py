@@ -12,9 +12,12 @@ import numpy as np
 import optax
 import pytest
 
-from jaxlearn import build, create_train_state, init, optim, train, train_step
+from jaxlearn import create_train_state, train_step
 from jaxlearn.config import default_config
-from jaxlearn.models import MLP
+from jaxlearn.core import optim
+from jaxlearn.models import MLP, initializers as init
+from jaxlearn.runs import build
+from jaxlearn.training import train
 
 
 def _init_config(**kinds):
@@ -206,7 +209,7 @@ def test_transfer_copies_matching_parameters_and_keeps_a_new_head(small_config, 
   source = str(tmp_path / "source")
   train.train_and_evaluate(small_config, source)
   trained = build.create_state(small_config, 9)
-  from jaxlearn import checkpoint  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs import checkpoint  # pylint: disable=import-outside-toplevel
   trained, _ = checkpoint.Checkpoints(source).restore_best(trained)
 
   target = ml_collections.ConfigDict(small_config.to_dict())

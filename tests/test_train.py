@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
-from jaxlearn import build, checkpoint, compiled, data, parallel, train
-from jaxlearn import epoch as epoch_lib
+from jaxlearn import data
+from jaxlearn.core import parallel
 from jaxlearn.data import pipeline
-from jaxlearn import workdir as workdir_lib
-from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError, WorkdirError
+from jaxlearn.errors import CheckpointError, ConfigError, NonFiniteLossError
+from jaxlearn.errors import TrainingInterrupted, WorkdirError
+from jaxlearn.runs import build, checkpoint, workdir as workdir_lib
+from jaxlearn.training import compiled, epoch as epoch_lib, train
 
 
 def _files(directory) -> dict[str, bytes]:
@@ -328,7 +330,7 @@ def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tm
 
   workdir = str(tmp_path / "run")
   monkeypatch.setattr(epoch_lib.EpochRunner, "train", epoch_then_ctrl_c)
-  with pytest.raises(train.TrainingInterrupted, match="Stopped at step 9"):
+  with pytest.raises(TrainingInterrupted, match="Stopped at step 9"):
     train.train_and_evaluate(small_config, workdir)
   assert _steps(workdir, "latest") == [9] and _steps(workdir, "best") == [9]
 
@@ -340,7 +342,8 @@ def test_stop_at_the_end_of_an_epoch_saves_it_whole_and_resumes(small_config, tm
 def test_zero_steps_per_call_is_refused_before_anything_is_written(small_config, tmp_path):
   small_config.steps_per_call = 0
   workdir = tmp_path / "run"
-  with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0 is below 1; use 1 or more\.$"):
+  with pytest.raises(ConfigError, match=r"^config\.steps_per_call=0 is not allowed: it must "
+                     r"be at least 1; use 1 or more\.$"):
     train.train_and_evaluate(small_config, str(workdir))
   assert not workdir.exists()
 
@@ -358,7 +361,7 @@ def test_an_epoch_resumed_part_way_reports_metrics_over_all_its_steps(small_conf
 
   workdir = str(tmp_path / "split")
   monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", stop_after_the_first_window)
-  with pytest.raises(train.TrainingInterrupted, match="Stopped at step 4"):
+  with pytest.raises(TrainingInterrupted, match="Stopped at step 4"):
     train.train_and_evaluate(small_config, workdir)
   monkeypatch.setattr(epoch_lib.EpochRunner, "_close_window", real_close)
   resumed = train.train_and_evaluate(small_config, workdir)

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from jaxlearn import train
-from jaxlearn import workdir as workdir_lib
 from jaxlearn.errors import WorkdirError
+from jaxlearn.runs import workdir as workdir_lib
+from jaxlearn.training import train
 
 
 def _records(workdir):

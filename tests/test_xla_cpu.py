@@ -9,8 +9,10 @@ import pytest
 from flax import nnx
 import optax
 
-from jaxlearn import compiled, create_train_state, parallel, xla_cpu
+from jaxlearn import create_train_state, xla_cpu
+from jaxlearn.core import parallel
 from jaxlearn.data import pipeline
+from jaxlearn.training import compiled
 from jaxlearn.xla_cpu import conv
 from jaxlearn.xla_cpu.conv import conv_general_dilated
 

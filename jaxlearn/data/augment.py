@@ -78,7 +78,7 @@ def _warp(image, angle, shift):
   return jnp.stack([sample(image[..., k]) for k in range(image.shape[-1])], axis=-1)
 
 
-def _ops(augment_config) -> dict[str, Callable]:
+def ops_for(augment_config) -> dict[str, Callable]:
   """Every op by name, bound to its settings in config.augment."""
   return {
       "random_crop": functools.partial(random_crop, padding=augment_config.crop_padding),
@@ -96,7 +96,7 @@ def make_augment(augment_config) -> Callable | None:
   names = [n.strip() for n in augment_config.ops.split(",") if n.strip()]
   if not names:
     return None
-  ops = _ops(augment_config)
+  ops = ops_for(augment_config)
   unknown = [n for n in names if n not in ops]
   if unknown:
     raise ConfigError(f"Unknown augmentation {unknown} in config.augment.ops; choose from "

@@ -2,7 +2,7 @@
 
 import functools
 
-from jaxlearn.data import folders, images, records, synthetic, tabular, text
+from jaxlearn.data import array_record, folders, images, synthetic, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
 
@@ -14,7 +14,7 @@ DATASETS = {
     "imdb": text.load_imdb,
     "csv": tabular.load_csv,
     "image_folder": folders.load_image_folder,
-    "array_record": records.load_records,
+    "array_record": array_record.load_records,
     "synthetic_linear": synthetic.load_linear,
     "two_moons": synthetic.load_two_moons,
 }

@@ -1,8 +1,13 @@
-"""From raw data to model-ready splits that live on the accelerator.
+"""From raw data to model-ready splits, and the training batches the loop takes.
 
-Small datasets are copied to the devices once; every epoch is a shuffled order
-of their indices, and each compiled step gathers its batch there, so the
-training loop never moves data from the host.
+`train_batches(config, split, mesh)` is the one place the two pipelines part:
+`MemoryBatches` copies a small split to the devices once, every epoch is a
+shuffled order of its indices, and each compiled step gathers its batch there,
+so the loop never moves data from the host; `StreamedBatches` streams it with
+Grain (`jaxlearn.data.streaming`). Both offer the loop the same interface:
+`steps_per_epoch`, `steps_per_call`, `host_batches` (how the chunk is
+compiled), `epoch(i, position)` (the epoch's batches, with `chunk(first,
+count)`), `state()` (the position to save mid-epoch) and `close()`.
 """
 
 import functools
@@ -11,7 +16,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from jaxlearn import parallel
+from jaxlearn.core import parallel
 from jaxlearn.data import folders, images, indexed, streaming, tabular, text
 from jaxlearn.data.sources import RawData
 from jaxlearn.errors import ConfigError
@@ -119,7 +124,8 @@ def to_stored(kind: str, fitted: dict, inputs) -> np.ndarray:
 
 
 def input_dims(splits: Splits) -> dict[str, int]:
-  """Sizes a model can take from the data: features, channels, vocabulary, sequence length."""
+  """Sizes a model can take from the data: features, channels, vocabulary, sequence length,
+  and the padding token's id."""
   inputs = splits.train["inputs"]
   dims = {"in_features": int(np.prod(inputs.shape[1:]))}
   if inputs.ndim == 4:
@@ -127,6 +133,7 @@ def input_dims(splits: Splits) -> dict[str, int]:
     dims["image_size"] = tuple(int(d) for d in inputs.shape[1:3])
   if "vocabulary" in splits.preprocessing:
     dims["vocab_size"] = len(splits.preprocessing["vocabulary"]) + 2  # + padding, unknown
+    dims["pad_id"] = text.PAD
     dims["max_length"] = int(inputs.shape[1])
   return dims
 
@@ -171,6 +178,16 @@ class Epoch(NamedTuple):
   """An epoch's batches: the split's arrays on the devices and their shuffled order."""
   arrays: dict
   order: jax.Array  # (steps, batch_size) example indices
+
+  def chunk(self, first: int, count: int) -> "Epoch":
+    """What the compiled chunk of steps first..first+count-1 takes: the whole epoch (it
+    gathers its batches by index)."""
+    del first, count
+    return self
+
+  def pop_wait_seconds(self) -> None:
+    """The data is on the devices: the loop never waits for it."""
+    return None
 
   def batch(self, i) -> dict:
     """Batch `i` (may be traced): gathered where the arrays are, inside the compiled step.
@@ -226,3 +243,79 @@ def num_train_steps(num_examples: int, batch_size: int) -> int:
   return steps
 
 
+class MemoryBatches:
+  """Training batches of a split held in the devices' memory (`config.data.pipeline="memory"`)."""
+  host_batches = False
+
+  def __init__(self, split: Split, *, batch_size: int, seed: int, mesh, steps_per_call: int):
+    self.steps_per_epoch = num_train_steps(len(split["targets"]), batch_size)
+    self.steps_per_call = steps_per_call
+    self._split, self._seed, self._mesh = split, seed, mesh
+    self._batcher = make_epoch_batcher(batch_size, mesh)
+    self._arrays = None
+
+  def epoch(self, epoch: int, position: dict | None = None) -> Epoch:
+    """Epoch `epoch`'s order (the same on every rerun; `position` is not needed)."""
+    del position
+    if self._arrays is None:  # Copied once, when the first epoch starts.
+      self._arrays = to_device(self._split, self._mesh)
+    return self._batcher(self._arrays, self._seed, epoch)
+
+  def state(self) -> None:
+    """A stopped epoch resumes from its step count alone: no position to save."""
+    return None
+
+  def close(self) -> None:
+    self._arrays = None
+
+
+class StreamedBatches:
+  """Training batches streamed with Grain (`config.data.pipeline="grain"`): one stream for
+  the whole run, opened at the first epoch asked for (at `position` when resuming mid-epoch).
+
+  Each process reads an equal shard of the examples and makes its part of a batch.
+  """
+  host_batches = True
+
+  def __init__(self, split: Split, *, batch_size: int, seed: int, mesh, steps_per_call: int,
+               epochs: int, workers: int):
+    processes = jax.process_count()
+    self.steps_per_epoch = num_train_steps(len(split["targets"]) // processes,
+                                           batch_size // processes)
+    self.steps_per_call = streaming.steps_per_call(steps_per_call, split["inputs"],
+                                                   batch_size // processes)
+    self._options = dict(batch_size=batch_size, seed=seed, epochs=epochs, workers=workers,
+                         steps_per_call=self.steps_per_call,
+                         sharding=parallel.stacked_batch_sharding(mesh))
+    self._split, self._stream = split, None
+
+  def epoch(self, epoch: int, position: dict | None = None) -> "StreamedBatches":
+    if self._stream is None:
+      start = position["batch"] if position else epoch * self.steps_per_epoch
+      self._stream = streaming.Stream(self._split, start=start, **self._options)
+    return self
+
+  def chunk(self, first: int, count: int) -> dict:
+    """The next `count` batches, stacked (the stream knows where it stands)."""
+    del first
+    return self._stream.take(count)
+
+  def pop_wait_seconds(self) -> float:
+    return self._stream.pop_wait_seconds()
+
+  def state(self) -> dict:
+    return self._stream.state()
+
+  def close(self) -> None:
+    if self._stream is not None:
+      self._stream.close()
+
+
+def train_batches(config, train_split: Split, mesh) -> MemoryBatches | StreamedBatches:
+  """The training batches `config.data.pipeline` asks for."""
+  options = dict(batch_size=config.batch_size, seed=config.seed, mesh=mesh,
+                 steps_per_call=config.steps_per_call)
+  if config.data.pipeline == "grain":
+    return StreamedBatches(train_split, epochs=config.num_epochs, workers=config.data.workers,
+                           **options)
+  return MemoryBatches(train_split, **options)

@@ -1,6 +1,7 @@
-"""Text classifiers on token ids (0 = padding): recurrent (GRU/LSTM) and an embedding bag.
+"""Text classifiers on token ids: recurrent (GRU/LSTM) and an embedding bag.
 
-Each sequence's true length is the number of non-padding ids, so padding never
+`pad_id` (0 by default; training passes the data's, `jaxlearn.data.text.PAD`)
+marks padding. Each sequence's true length is the number of non-padding ids, so padding never
 changes a prediction: the recurrent models stop each sequence at its length
 (`seq_lengths`; the backward direction starts at the last real token), and the
 embedding bag averages real tokens only.
@@ -12,15 +13,14 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from jaxlearn.data.text import PAD
 from jaxlearn.errors import ConfigError
 
 CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell}
 
 
-def sequence_lengths(ids: jax.Array) -> jax.Array:
+def sequence_lengths(ids: jax.Array, pad_id: int = 0) -> jax.Array:
   """Real tokens per sequence (at least 1, so an empty text reads one padding token)."""
-  return jnp.maximum((ids != PAD).sum(axis=-1), 1)
+  return jnp.maximum((ids != pad_id).sum(axis=-1), 1)
 
 
 class RNNClassifier(nnx.Module):
@@ -28,7 +28,7 @@ class RNNClassifier(nnx.Module):
 
   def __init__(self, vocab_size: int, num_classes: int = 2, cell: str = "gru",
                embed_dim: int = 128, hidden: int = 128, bidirectional: bool = False,
-               dropout: float = 0.0, *, rngs: nnx.Rngs):
+               dropout: float = 0.0, pad_id: int = 0, *, rngs: nnx.Rngs):
     if cell not in CELLS:
       raise ConfigError(f"config.model.cell={cell!r}; choose one of {sorted(CELLS)}.")
     self.expected_input = f"int token ids shaped (length,), each below {vocab_size}"
@@ -40,11 +40,12 @@ class RNNClassifier(nnx.Module):
     self.backward_rnn = make_rnn() if bidirectional else None
     self.is_lstm = cell == "lstm"
     self.hidden_size = hidden
+    self.pad_id = pad_id
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(hidden * (2 if bidirectional else 1), num_classes, rngs=rngs)
 
   def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
-    lengths = sequence_lengths(ids)
+    lengths = sequence_lengths(ids, self.pad_id)
     x = self.dropout(self.embed(ids), deterministic=not train, rngs=rngs)
     states = [self._last_state(self.forward_rnn, x, lengths, reverse=False)]
     if self.backward_rnn is not None:
@@ -63,36 +64,38 @@ class GRUClassifier(RNNClassifier):
   """RNNClassifier with a GRU cell."""
 
   def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 128,
-               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0, *,
-               rngs: nnx.Rngs):
+               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0,
+               pad_id: int = 0, *, rngs: nnx.Rngs):
     super().__init__(vocab_size, num_classes, "gru", embed_dim, hidden, bidirectional, dropout,
-                     rngs=rngs)
+                     pad_id, rngs=rngs)
 
 
 class LSTMClassifier(RNNClassifier):
   """RNNClassifier with an LSTM cell."""
 
   def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 128,
-               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0, *,
-               rngs: nnx.Rngs):
+               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0,
+               pad_id: int = 0, *, rngs: nnx.Rngs):
     super().__init__(vocab_size, num_classes, "lstm", embed_dim, hidden, bidirectional, dropout,
-                     rngs=rngs)
+                     pad_id, rngs=rngs)
 
 
 class EmbeddingBagMLP(nnx.Module):
   """The bag-of-words baseline: the mean embedding of the real tokens -> MLP."""
 
   def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64,
-               hidden: Sequence[int] = (64,), dropout: float = 0.0, *, rngs: nnx.Rngs):
+               hidden: Sequence[int] = (64,), dropout: float = 0.0, pad_id: int = 0, *,
+               rngs: nnx.Rngs):
     self.expected_input = f"int token ids shaped (length,), each below {vocab_size}"
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
+    self.pad_id = pad_id
     sizes = [embed_dim, *hidden]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
     self.dropout = nnx.Dropout(dropout)
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
   def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
-    real = (ids != PAD)[..., None].astype(jnp.float32)
+    real = (ids != self.pad_id)[..., None].astype(jnp.float32)
     x = (self.embed(ids) * real).sum(axis=1) / jnp.maximum(real.sum(axis=1), 1.0)
     for layer in self.hidden:
       x = self.dropout(nnx.relu(layer(x)), deterministic=not train, rngs=rngs)

@@ -1,0 +1,324 @@
+"""Serve a trained model over HTTP, with TF-Serving-style REST routes and a demo page.
+
+The library part of `python -m jaxlearn.serve --workdir=W` (or `--export_dir=DIR`):
+
+Routes (NAME is --model_name, by default the run's model.name):
+  GET  /healthz                      {"status": "ok"}
+  GET  /v1/models/NAME               {"name", "ready": true, "task", "input", "class_names", ...}
+  POST /v1/models/NAME:predict       {"instances": [...]} -> {"predictions": [...]}
+  POST /predict                      a multipart image upload (field "file")
+  GET  /                             a demo page: draw or upload an image, or type a text
+
+An instance is one raw input: a nested list of pixels or numbers, {"b64": "..."}
+image bytes, a string for text models, or a {column: value} row for tables.
+Each prediction is shaped as `jaxlearn.predict --json` prints it. Concurrent
+requests are batched into one compiled call (padded to a few fixed sizes,
+all compiled at start-up, so no request waits for a compilation); SIGTERM
+finishes the requests in flight, then exits 0. Bad requests get a 4xx JSON
+{"error": "..."} naming the problem, and the server keeps serving.
+"""
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import signal
+import time
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+from jaxlearn.deploy import artifact
+from jaxlearn.errors import InputError
+from jaxlearn.runs import inference, inputs as inputs_lib
+
+BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)  # Compiled at start-up; a batch is padded up to the next.
+PAGE = os.path.join(os.path.dirname(__file__), "serve_page.html")
+
+
+class ServedModel(NamedTuple):
+  """What the server needs of a model, whether from a workdir or an export directory."""
+  name: str
+  task: str
+  spec: inputs_lib.InputSpec
+  class_names: list[str]
+  call: Callable[[np.ndarray], np.ndarray]  # stored inputs (batch, ...) -> outputs
+  source: str
+
+
+def from_workdir(workdir: str, name: str = "") -> ServedModel:
+  predictor = inference.load_predictor(workdir)
+  return ServedModel(name or predictor.run.config.model.name, predictor.task, predictor.spec,
+                     predictor.class_names, predictor.predict_stored, os.path.abspath(workdir))
+
+
+def from_export_dir(directory: str, name: str = "") -> ServedModel:
+  import jax  # pylint: disable=import-outside-toplevel
+  serialized, metadata = artifact.read(directory)
+  program = jax.export.deserialize(serialized)
+  spec = inputs_lib.InputSpec.from_preprocessing(metadata["preprocessing"])
+  call = jax.jit(program.call)
+  return ServedModel(name or metadata["model"], metadata["task"], spec,
+                     metadata["class_names"], lambda x: np.asarray(call(x)),
+                     os.path.abspath(directory))
+
+
+class Batcher:
+  """Runs the instances of concurrent requests together, in one compiled call.
+
+  While one batch runs, the requests that arrive queue up and form the next
+  one; `max_wait_s` > 0 also holds a batch back that long for more to join
+  (more throughput, more latency). A batch is padded to the next of `sizes`,
+  so only those shapes ever run.
+  """
+
+  def __init__(self, call, spec: inputs_lib.InputSpec, sizes=BATCH_SIZES,
+               max_wait_s: float = 0.0):
+    self._call, self._spec, self.sizes, self._max_wait = call, spec, tuple(sizes), max_wait_s
+    self._queue: asyncio.Queue | None = None
+    self._task = None
+
+  def warm_up(self) -> float:
+    """Compiles every batch size now; returns the seconds it took."""
+    started = time.perf_counter()
+    for size in self.sizes:
+      self._call(np.zeros((size, *self._spec.shape), self._spec.dtype))
+    return time.perf_counter() - started
+
+  def start(self) -> None:
+    self._queue = asyncio.Queue()
+    self._task = asyncio.get_running_loop().create_task(self._serve())
+
+  async def stop(self) -> None:
+    if self._task is not None:
+      self._task.cancel()
+
+  async def run(self, stored: np.ndarray) -> np.ndarray:
+    """Outputs for `stored` (any number of instances; split into batches when needed)."""
+    futures = []
+    for start in range(0, len(stored), self.sizes[-1]):
+      future = asyncio.get_running_loop().create_future()
+      self._queue.put_nowait((stored[start:start + self.sizes[-1]], future))
+      futures.append(future)
+    return np.concatenate(await asyncio.gather(*futures))
+
+  async def _serve(self) -> None:
+    loop = asyncio.get_running_loop()
+    largest = self.sizes[-1]
+    pending = None
+    while True:
+      batch = [pending or await self._queue.get()]
+      pending = None
+      count = len(batch[0][0])
+      deadline = loop.time() + self._max_wait
+      while count < largest:
+        try:
+          item = self._queue.get_nowait() if loop.time() >= deadline else await asyncio.wait_for(
+              self._queue.get(), deadline - loop.time())
+        except (asyncio.QueueEmpty, asyncio.TimeoutError):
+          break
+        if count + len(item[0]) > largest:
+          pending = item
+          break
+        batch.append(item)
+        count += len(item[0])
+      await self._run_batch(loop, batch, count)
+
+  async def _run_batch(self, loop, batch, count: int) -> None:
+    size = next(s for s in self.sizes if s >= count)
+    stored = np.concatenate([x for x, _ in batch])
+    padded = np.concatenate([stored, np.zeros((size - count, *stored.shape[1:]), stored.dtype)])
+    try:
+      outputs = await loop.run_in_executor(None, self._call, padded)
+    except Exception as e:  # pylint: disable=broad-except  # Reported to each waiting request.
+      for _, future in batch:
+        if not future.done():
+          future.set_exception(e)
+      return
+    start = 0
+    for x, future in batch:
+      if not future.done():
+        future.set_result(outputs[start:start + len(x)])
+      start += len(x)
+
+
+def decode_instance(instance, spec: inputs_lib.InputSpec) -> tuple[np.ndarray, list[str]]:
+  """One JSON instance -> a stored example (see the module docstring for the forms)."""
+  if isinstance(instance, dict) and set(instance) == {"b64"} and spec.kind == "image":
+    try:
+      data = base64.b64decode(instance["b64"], validate=True)
+    except (binascii.Error, TypeError, ValueError) as e:
+      raise InputError("An instance's \"b64\" is not valid base64.") from e
+    return inputs_lib.encode(inputs_lib.image_from_bytes(data, "An instance's \"b64\" image"),
+                             spec)
+  if spec.kind in ("image", "features"):
+    if isinstance(instance, (str, dict)) or instance is None:
+      forms = ' as a nested list, or {"b64": ...} image bytes' if spec.kind == "image" else (
+          " as a nested list")
+      raise InputError(f"Got a {type(instance).__name__} instance; the model takes "
+                       f"{spec.describe()}{forms}.")
+    try:
+      array = np.asarray(instance)
+    except ValueError as e:
+      raise InputError(f"An instance is a ragged list; the model takes {spec.describe()}.") from e
+    if array.dtype.kind not in "iuf":
+      raise InputError(f"An instance holds {array.dtype} values; the model takes "
+                       f"{spec.describe()}.")
+    return inputs_lib.encode(array, spec)
+  return inputs_lib.encode(instance, spec)
+
+
+def _json_codec():
+  """(loads, dumps to bytes): orjson where installed (the serve extra; ~4x faster), else json."""
+  try:
+    import orjson  # pylint: disable=import-outside-toplevel
+    return orjson.loads, orjson.dumps
+  except ImportError:
+    return json.loads, lambda value: json.dumps(value).encode()
+
+
+def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
+               max_instances: int = 256, batch_sizes=BATCH_SIZES, max_wait_s: float = 0.0):
+  """The FastAPI application serving `model`."""
+  import contextlib  # pylint: disable=import-outside-toplevel
+  from fastapi import FastAPI, Request  # pylint: disable=import-outside-toplevel
+  from fastapi import responses  # pylint: disable=import-outside-toplevel
+
+  loads, dumps = _json_codec()
+
+  batcher = Batcher(model.call, model.spec, batch_sizes, max_wait_s)
+  batcher.warm_up()
+
+  @contextlib.asynccontextmanager
+  async def lifespan(app):
+    del app
+    batcher.start()
+    yield
+    await batcher.stop()
+
+  app = FastAPI(title=f"jaxlearn: {model.name}", lifespan=lifespan, docs_url=None,
+                redoc_url=None)
+
+  def error(status: int, message: str) -> responses.JSONResponse:
+    return responses.JSONResponse({"error": message}, status_code=status)
+
+  async def predictions(instances: list) -> list[dict]:
+    encoded = []
+    for i, instance in enumerate(instances):
+      try:
+        encoded.append(decode_instance(instance, model.spec))
+      except InputError as e:
+        raise InputError(f"instances[{i}]: {e}") from None
+    outputs = await batcher.run(np.stack([x for x, _ in encoded]))
+    records = inference.describe(outputs, model.task, model.class_names, top_k=5)
+    return [{**r, **({"notes": notes} if notes else {})} for r, (_, notes) in zip(records, encoded)]
+
+  async def read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_body_bytes:
+      raise _TooLarge(int(declared))
+    body = await request.body()
+    if len(body) > max_body_bytes:
+      raise _TooLarge(len(body))
+    return body
+
+  @app.exception_handler(_TooLarge)
+  async def too_large(request, e):
+    del request
+    return error(413, f"The body is {e.size} bytes; this server takes at most {max_body_bytes} "
+                 "(--max_body_bytes).")
+
+  @app.exception_handler(InputError)
+  async def bad_input(request, e):
+    del request
+    return error(400, str(e))
+
+  @app.get("/healthz")
+  async def healthz():
+    return {"status": "ok"}
+
+  @app.get("/v1/models/{name}")
+  async def status(name: str):
+    if name != model.name:
+      return error(404, f"No model {name!r}; this server serves {model.name!r}.")
+    return {"name": model.name, "ready": True, "task": model.task,
+            "input": {"kind": model.spec.kind, "shape": list(model.spec.shape),
+                      "dtype": model.spec.dtype, "description": model.spec.describe()},
+            "class_names": model.class_names, "source": model.source,
+            "batch_sizes": list(batcher.sizes),
+            "model_version_status": [{"version": "1", "state": "AVAILABLE"}]}
+
+  @app.post("/v1/models/{target}")
+  async def predict(target: str, request: Request):
+    name, _, verb = target.rpartition(":")
+    if verb != "predict" or name != model.name:
+      return error(404, f"POST /v1/models/{model.name}:predict is the prediction route.")
+    body = await read_body(request)
+    if not body.strip():
+      return error(400, 'The body is empty; send {"instances": [...]} as JSON.')
+    try:
+      payload = loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+      return error(400, f"The body is not valid JSON ({e}); send {{\"instances\": [...]}}.")
+    if not isinstance(payload, dict) or not isinstance(payload.get("instances"), list):
+      return error(400, 'The body must be a JSON object with an "instances" list.')
+    instances = payload["instances"]
+    if not instances:
+      return error(400, '"instances" is empty; send at least one.')
+    if len(instances) > max_instances:
+      return error(413, f"{len(instances)} instances; this server takes at most {max_instances} "
+                   "per request (--max_instances).")
+    return responses.Response(dumps({"predictions": await predictions(instances)}),
+                    media_type="application/json")
+
+  @app.post("/predict")
+  async def predict_upload(request: Request):
+    if model.spec.kind != "image":
+      return error(400, f"POST /predict takes an image upload; this model takes "
+                   f"{model.spec.describe()}: use POST /v1/models/{model.name}:predict.")
+    await read_body(request)
+    try:
+      form = await request.form()
+    except Exception as e:  # pylint: disable=broad-except  # Starlette raises several kinds.
+      return error(400, f"The body is not a multipart form ({e}); send the image as field "
+                   "\"file\".")
+    upload = form.get("file")
+    if upload is None or not hasattr(upload, "read"):
+      return error(400, 'No file in the form; send the image as multipart field "file".')
+    image = inputs_lib.image_from_bytes(await upload.read(), f"The upload {upload.filename!r}")
+    stored, notes = inputs_lib.encode(image, model.spec)
+    outputs = await batcher.run(stored[None])
+    record = inference.describe(outputs, model.task, model.class_names, top_k=5)[0]
+    return {"predictions": [{**record, **({"notes": notes} if notes else {})}]}
+
+  @app.get("/", response_class=responses.HTMLResponse)
+  async def page():
+    with open(PAGE, encoding="utf-8") as f:
+      html = f.read()
+    info = {"name": model.name, "task": model.task, "kind": model.spec.kind,
+            "shape": list(model.spec.shape), "class_names": model.class_names}
+    return html.replace("/*MODEL*/null", json.dumps(info))
+
+  return app
+
+
+class _TooLarge(Exception):
+
+  def __init__(self, size: int):
+    super().__init__(size)
+    self.size = size
+
+
+def serve_until_stopped(app, host: str, port: int, log_level: str = "warning") -> bool:
+  """Runs `app` with uvicorn until SIGTERM or Ctrl-C; True if it was Ctrl-C (SIGINT).
+
+  uvicorn drains the requests in flight on either signal, then raises the
+  signal again for the handler it found: these, which only note it.
+  """
+  import uvicorn  # pylint: disable=import-outside-toplevel
+  received = []
+  for stop_signal in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(stop_signal, lambda signum, _: received.append(signum))
+  uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+  return signal.SIGINT in received

@@ -1,0 +1,1 @@
+"""After training: the evaluation report of a finished run, its figures and its curves."""

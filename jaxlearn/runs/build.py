@@ -1,0 +1,108 @@
+"""From a config and the data to a run's parts: the task sized to the data and the train state."""
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxlearn import data, xla_cpu
+from jaxlearn.core import finetune, optim, paths, state as state_lib, tasks
+from jaxlearn.errors import ConfigError
+from jaxlearn.models import create_model, initializers as init, qat
+from jaxlearn.runs import checkpoint
+
+# config.precision -> the dtype the forward pass computes in (None: the parameters').
+COMPUTE_DTYPES = {"fp32": None, "bf16": jnp.bfloat16}
+
+
+def prepare_task(config, splits: data.Splits) -> tuple[tasks.Task, data.Splits]:
+  """The configured task, sized to the data, and the splits with targets it can use."""
+  tasks.check_task_name(config.task)
+  task = tasks.TASKS[config.task]
+  for split in splits[:3]:
+    tasks.check_targets(task, split["targets"])
+  task = tasks.make_task(config, num_outputs(task, splits))
+  if config.monitor not in tasks.metric_names(task):
+    raise ConfigError(f"config.monitor={config.monitor!r} is not a metric of the "
+                      f"{task.name!r} task; choose one of {tasks.metric_names(task)} (with "
+                      "config.monitor_mode 'min' for losses and errors).")
+  cast = lambda split: {**split, "targets": split["targets"].astype(task.target_dtype)}
+  return task, splits._replace(train=cast(splits.train), val=cast(splits.val),
+                               test=cast(splits.test))
+
+
+def num_outputs(task: tasks.Task, splits: data.Splits) -> int:
+  """The model's output size: classes (over every split) or the target width."""
+  return max(task.num_outputs(s["targets"]) for s in splits[:3])
+
+
+def data_dims(splits: data.Splits, task: tasks.Task) -> dict:
+  """Model arguments the data decides: input sizes, vocabulary, and the output size."""
+  outputs = num_outputs(task, splits)
+  return {**data.input_dims(splits), "num_classes": outputs, "out_features": outputs}
+
+
+def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: str) -> None:
+  """Runs the model abstractly on one example so a shape mismatch is named before training."""
+  example = jax.tree.map(lambda a: a[:1], splits.train)
+  try:
+    outputs = jax.eval_shape(lambda s, x: s.apply_model(s.params, x, train=False)[0],
+                             state, example["inputs"])
+    jax.eval_shape(task.loss, outputs, example["targets"])
+  except Exception as e:  # Any error here means these inputs do not fit this model.
+    expected = state.expected_input()
+    raise ConfigError(
+        f"Model {model_name!r} cannot take this data: inputs shaped "
+        f"{example['inputs'].shape[1:]} ({example['inputs'].dtype}) per example and targets "
+        f"shaped {example['targets'].shape[1:]}{'; it takes ' + expected if expected else ''} "
+        f"({e.__class__.__name__}: "
+        f"{str(e).splitlines()[0][:300]}). Pick a model made for this input shape "
+        "(config.model.name), or set its size arguments in config.model.") from e
+
+
+def build_model(config, rngs: nnx.Rngs, dims: dict | None = None) -> nnx.Module:
+  """`config.model` as training and inference run it (with quantization-aware training's
+  fake-quantized products when `config.quantization` asks for them)."""
+  model = create_model(config.model, rngs, dims)
+  return qat.quantize_for_training(model, config.get("quantization", "none"))
+
+
+def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> state_lib.TrainState:
+  """The model, optimizer and schedule of `config`, initialised from its seed.
+
+  `steps_per_epoch` counts batches; with gradient accumulation the schedule
+  counts optimizer updates, `accumulate_steps` batches each. `dims` are the
+  sizes the data decides (see `data_dims`). Built by one compiled program: run
+  eagerly, every initialiser of every layer shape would compile on its own.
+  """
+  updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
+  schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
+                                 updates_per_epoch, updates_per_epoch * config.num_epochs)
+  freeze = paths.parse_patterns(config.freeze)
+  tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze), config.prune,
+                            updates_per_epoch)
+  options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
+
+  def build():
+    model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    model = build_model(config, nnx.Rngs(params=model_key), dims)
+    init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
+    params = state_lib.pure(nnx.state(model, nnx.Param))
+    frozen_layers = finetune.check_and_log(config, params)
+    return state_lib.create_train_state(model, tx, step_key, **options,
+                                        frozen_layers=frozen_layers)
+
+  platform = jax.devices()[0].platform
+  compiler_options = xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}
+  return jax.jit(build, compiler_options=compiler_options)()
+
+
+def start_from_checkpoint(state, source: str, include: str = "") -> state_lib.TrainState:
+  """`state` afresh, with the parameters (and their layers' statistics) that match `source`'s
+  best checkpoint copied in; `include` (patterns, see jaxlearn.core.finetune) limits which."""
+  params, model_state, _, _ = checkpoint.load_matching_params(
+      source, state.params, state.model_state,
+      tuple(paths.parse_patterns(include, "config.init.from_checkpoint_include")))
+  model = nnx.merge(state.graphdef, params, model_state)
+  return state_lib.create_train_state(model, state.tx, state.rng, ema_decay=state.ema_decay,
+                                      compute_dtype=state.compute_dtype,
+                                      frozen_layers=state.frozen_layers)
