@@ -98,7 +98,7 @@ def quantize_run(run: finished.Run, mode: str = "int8",
   def quantized_fn(stored):
     closed = trace(stored)
     args = [l for _, l in leaves] + [stored]
-    return _evaluate(closed.jaxpr, closed.consts, args, arg_info, kernels, activation_scales,
+    return _run_jaxpr(closed.jaxpr, closed.consts, args, arg_info, kernels, activation_scales,
                      used)[0]
 
   jax.eval_shape(quantized_fn, jax.ShapeDtypeStruct(example.shape, example.dtype))
@@ -118,7 +118,7 @@ def _calibrate(trace, leaves, arg_info, calibration) -> dict:
   for start in range(0, len(calibration), 128):
     batch = calibration[start:start + 128]
     closed = trace(batch)
-    _evaluate(closed.jaxpr, closed.consts, list(leaves) + [batch], arg_info, None, None, set(),
+    _run_jaxpr(closed.jaxpr, closed.consts, list(leaves) + [batch], arg_info, None, None, set(),
               record)
   return {k: int8_scale(v) for k, v in maxima.items()}
 
@@ -133,7 +133,7 @@ def _with_float_products(run: finished.Run) -> finished.Run:
   return run._replace(state=run.state.replace(graphdef=nnx.graphdef(abstract)))
 
 
-def _evaluate(jaxpr, consts, args, arg_info, kernels, activation_scales, used, record=None):
+def _run_jaxpr(jaxpr, consts, args, arg_info, kernels, activation_scales, used, record=None):
   """Evaluates `jaxpr`; products whose right operand is a kernel run in int8.
 
   `arg_info` says which arguments are kernels (("kernel", index)); nested jits
@@ -164,7 +164,7 @@ def _evaluate(jaxpr, consts, args, arg_info, kernels, activation_scales, used, r
         outs = _int8_product(eqn, values[0], kernels[index], scale)
     elif name in _NESTED_JIT:
       inner = eqn.params["jaxpr"]
-      outs = _evaluate(inner.jaxpr, inner.consts, values, metas, kernels, activation_scales,
+      outs = _run_jaxpr(inner.jaxpr, inner.consts, values, metas, kernels, activation_scales,
                        used, record)
     else:
       outs = _bind(eqn, values)
