@@ -14,6 +14,8 @@ def main(argv):
   from jaxlearn.deploy import artifact, ensemble  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
   workdirs = [w.strip() for w in values.workdirs.split(",") if w.strip()]
+  if values.out:
+    artifact.check_new(values.out)  # Before the members are evaluated, which takes a while.
   result = ensemble.evaluate_ensemble(workdirs, values.split)
   metric = "accuracy" if "accuracy" in result["ensemble"] else "mse"
   for member in result["members"]:

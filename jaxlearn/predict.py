@@ -22,11 +22,14 @@ from jaxlearn import cli
 def main(argv):
   from jaxlearn.deploy import predict  # pylint: disable=import-outside-toplevel
   from jaxlearn.runs import inference  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs.workdir import json_safe  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
   predictor = inference.load_predictor(values.workdir)
   pairs = predict.gather_inputs(argv[1:], values.text or [], predictor.spec)
   for record in predict.predict_records(predictor, pairs, values.top_k, values.invert):
-    print(json.dumps(record) if values.json else predict.format_record(record))
+    # NaN (a model that outputs it) is null: every line is valid JSON.
+    print(json.dumps(json_safe(record), allow_nan=False) if values.json
+          else predict.format_record(record))
   sys.stdout.flush()
 
 

@@ -13,12 +13,18 @@ def _quiet(config):
   return config
 
 
+def lenet_config(root):
+  """The config of `lenet_run` (its data generated under `root` if not there yet)."""
+  config = _quiet(mnist_lenet.get_config())
+  data = os.path.join(root, "data")
+  config.data.dir = data if os.path.isdir(os.path.join(data, "mnist")) else make_fake_mnist(data)
+  config.batch_size, config.eval_batch_size, config.num_epochs = 64, 80, 2
+  return config
+
+
 def lenet_run(root) -> str:
   """LeNet-5 on the fake MNIST (20% label noise, so it makes mistakes to analyse)."""
-  config = _quiet(mnist_lenet.get_config())
-  config.data.dir = make_fake_mnist(os.path.join(root, "data"))
-  config.batch_size, config.eval_batch_size, config.num_epochs = 64, 80, 2
-  train.train_and_evaluate(config, os.path.join(root, "lenet"))
+  train.train_and_evaluate(lenet_config(root), os.path.join(root, "lenet"))
   return os.path.join(root, "lenet")
 
 

@@ -30,6 +30,18 @@ MODEL_FILE = "model.jax"
 METADATA_FILE = "metadata.json"
 
 
+def check_new(out_dir: str) -> None:
+  """Refuses an --out that exists (an earlier export is never overwritten) or cannot be made."""
+  if not out_dir:
+    raise InputError("--out is empty; pass a new folder for model.jax and metadata.json.")
+  if os.path.exists(out_dir):
+    raise InputError(f"{out_dir} already exists; pass a new folder to export into (an existing "
+                     "one is never overwritten: move it aside or delete it first).")
+  parent = os.path.dirname(os.path.abspath(out_dir))
+  if os.path.exists(parent) and not os.path.isdir(parent):
+    raise InputError(f"--out={out_dir} is under {parent}, which is a file; pass a folder path.")
+
+
 def write(out_dir: str, exported, metadata: dict) -> None:
   """DIR/model.jax and DIR/metadata.json, each written whole and renamed into place."""
   os.makedirs(out_dir, exist_ok=True)

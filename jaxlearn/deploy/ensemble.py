@@ -9,6 +9,8 @@ side; `export_ensemble` writes the ensemble as one artifact
 (`jaxlearn.deploy.artifact`: one program, every member's weights inside).
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,6 +24,11 @@ from jaxlearn.runs import inference
 def load_members(workdirs: list[str]) -> list[inference.Predictor]:
   if len(workdirs) < 2:
     raise ConfigError("An ensemble needs at least two workdirs (--workdirs=W1,W2,...).")
+  resolved = [os.path.realpath(w) for w in workdirs]
+  repeated = sorted({w for w, r in zip(workdirs, resolved) if resolved.count(r) > 1})
+  if repeated:
+    raise ConfigError(f"{', '.join(repeated)} is named more than once in --workdirs; an "
+                      "ensemble of one run with itself is that run. Name each member once.")
   members = [inference.load_predictor(w) for w in workdirs]
   first = members[0]
   for member in members[1:]:
@@ -54,6 +61,7 @@ def member_outputs(members, split: str) -> tuple[list[np.ndarray], np.ndarray]:
 
 def export_ensemble(members, out_dir: str, platforms=("cpu",)) -> dict:
   """One jax.export program averaging the members' outputs; metadata as an exported run's."""
+  artifact.check_new(out_dir)
   fns = [(inference.make_inference_fn(m.run), m.run.state.params) for m in members]
   spec = members[0].spec
 

@@ -228,6 +228,7 @@ def _bind_params(primitive, params):
 
 def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8") -> dict:
   """Quantizes the run, tests both models on the test split, writes the artifact; a report."""
+  artifact.check_new(out_dir)
   predictor = inference.load_predictor(workdir)
   run = predictor.run
   calibration = None

@@ -1,16 +1,21 @@
 """Orbax checkpoints of a run: `latest` to resume from and `best` by validation metric.
 
 Both live under WORKDIR/checkpoints/ and neither replaces the other, so resuming
-never loses the best model. A checkpoint holds the train state's arrays and a
-small JSON record of the loop's progress (epoch, best metric so far, history).
+never loses the best model. A checkpoint holds the train state's arrays, a
+small JSON record of the loop's progress (epoch, best metric so far, history),
+and a SHA-256 of every array written with it: a restore (to resume, to test,
+to predict) recomputes them, so a checkpoint damaged on disk after it was
+saved is refused, never used.
 """
 
 import contextlib
+import hashlib
 import logging as python_logging
 import os
 
 from absl import logging
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 from jaxlearn.core.paths import matches, path_name
@@ -55,7 +60,8 @@ class Checkpoints:
 def _manager(directory: str, max_to_keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
   # Naming the handlers lets a fresh process read metadata before restoring.
-  handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler()}
+  handlers = {"state": ocp.StandardCheckpointHandler(), "progress": ocp.JsonCheckpointHandler(),
+              "checksums": ocp.JsonCheckpointHandler()}
   return ocp.CheckpointManager(directory, options=options, item_handlers=handlers)
 
 
@@ -63,9 +69,52 @@ def _save(manager, state: TrainState, progress: dict) -> None:
   step = int(state.step)
   if manager.latest_step() == step:
     return  # Already saved at this step (e.g. an interrupt right after an epoch's save).
-  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state.checkpoint_tree()),
-                                             progress=ocp.args.JsonSave(progress)))
+  tree = state.checkpoint_tree()
+  manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                             progress=ocp.args.JsonSave(progress),
+                                             checksums=ocp.args.JsonSave(checksums(tree))))
   manager.wait_until_finished()
+
+
+def checksums(tree) -> dict[str, str]:
+  """{array path: SHA-256 of its bytes} for the arrays this process holds whole.
+
+  An array split over several processes (fsdp across hosts) has no whole copy
+  here and is left out; each process's shards are Orbax's to check.
+  """
+  sums = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+      continue
+    array = np.ascontiguousarray(jax.device_get(leaf))
+    digest = hashlib.sha256(str((array.dtype.str, array.shape)).encode())
+    digest.update(array.tobytes())
+    sums[path_name(path)] = digest.hexdigest()
+  return sums
+
+
+def _verify(directory: str, manager, step: int, restored_state) -> None:
+  """Raises a CheckpointError when the arrays read differ from the checksums saved with them
+  (a checkpoint written before jaxlearn kept checksums is taken as it is)."""
+  where = os.path.join(directory, str(step))
+  if not os.path.isdir(os.path.join(where, "checksums")):
+    return
+  try:
+    saved = manager.restore(step, args=ocp.args.Composite(
+        checksums=ocp.args.JsonRestore()))["checksums"]
+  except Exception as e:  # pylint: disable=broad-except
+    raise _corrupt(where, e) from e
+  now = checksums(restored_state)
+  differing = sorted(p for p in saved if p in now and now[p] != saved[p])
+  missing = sorted(set(saved) - set(now))
+  if differing or missing:
+    shown = ", ".join((differing + missing)[:4]) + (
+        f" and {len(differing + missing) - 4} more" if len(differing + missing) > 4 else "")
+    raise CheckpointError(
+        f"The checkpoint {where} is damaged: {shown} no longer match the checksums written "
+        "with it (the files changed on disk after they were saved). Move that step directory "
+        "aside to use the one before it, or train again in a new --workdir. Nothing was "
+        "changed in the workdir.")
 
 
 class _DropOrbaxErrors(python_logging.Filter):
@@ -112,6 +161,7 @@ def _restore_logged(manager, state: TrainState) -> tuple[TrainState, dict | None
         state=ocp.args.StandardRestore(abstract), progress=ocp.args.JsonRestore()))
   except Exception as e:
     raise _corrupt(where, e) from e
+  _verify(str(manager.directory), manager, step, restored["state"])
   return state.replace(**restored["state"]), restored["progress"]
 
 
@@ -138,6 +188,9 @@ def load_best_arrays(source: str, what: str = "") -> dict:
                               manager.item_metadata(step)["state"])
       stored = manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(abstract)))
+    _verify(directory, manager, step, stored["state"])
+  except CheckpointError:
+    raise
   except Exception as e:
     raise _corrupt(os.path.join(directory, str(step)), e) from e
   finally:
@@ -209,7 +262,9 @@ def _check_matches(stored, target, where: str) -> None:
 
 
 def _corrupt(where: str, error: Exception) -> CheckpointError:
+  # The first line of the reader's error: TensorStore's run to dozens of lines.
+  detail = (str(error).strip().splitlines() or [""])[0][:300]
   return CheckpointError(
-      f"The checkpoint {where} could not be read ({type(error).__name__}: {error}); it is "
+      f"The checkpoint {where} could not be read ({type(error).__name__}: {detail}); it is "
       "corrupt or incomplete. Move that step directory aside to resume from the one before it, "
       "or use a new --workdir. Nothing was changed in the workdir.")

@@ -18,7 +18,7 @@ import optax
 
 from jaxlearn.core import state as state_lib
 from jaxlearn.core.paths import path_name
-from jaxlearn.errors import CheckpointError, InputError
+from jaxlearn.errors import CheckpointError, InputError, WorkdirError
 from jaxlearn.runs import build, checkpoint, inputs as inputs_lib, workdir as workdir_lib
 
 
@@ -44,11 +44,18 @@ class Run(NamedTuple):
 def load_run(workdir: str) -> Run:
   """The run in `workdir`: its config, preprocessing and best checkpoint's weights."""
   run_dir = workdir_lib.RunDir(workdir)
-  config = ml_collections.ConfigDict(_read_json(workdir, run_dir.config))
-  preprocessing = _read_json(workdir, run_dir.preprocessing)
-  if "model_dims" not in preprocessing or "input" not in preprocessing:
-    raise InputError(f"{run_dir.preprocessing} does not record the model's input; the run "
-                     "was trained by an older jaxlearn. Train it again with this version.")
+  holder = os.path.isdir(workdir) and workdir_lib.training_process(workdir)
+  if holder:
+    raise WorkdirError(f"{workdir} holds a run that is still training ({holder}); its best "
+                       "checkpoint is from an unfinished run. Wait for it to finish (or stop it "
+                       "with Ctrl-C), then run this again. Nothing was read or written.")
+  config = ml_collections.ConfigDict(
+      _read_record(workdir, run_dir.config, ("seed", "task", "eval_batch_size", "model.name",
+                                              "data.name")))
+  preprocessing = _read_record(workdir, run_dir.preprocessing, ("input.kind", "input.shape",
+                                                                "input.dtype", "model_dims"))
+  _read_record(workdir, run_dir.preprocessing, _PREPROCESSING_KEYS.get(
+      preprocessing["input"]["kind"], ()))
   abstract = nnx.eval_shape(lambda: build.build_model(config, nnx.Rngs(0),
                                                       preprocessing["model_dims"]))
   graphdef, params, model_state = nnx.split(abstract, nnx.Param, ...)
@@ -71,7 +78,33 @@ def class_names(preprocessing: dict, task: str) -> list[str]:
   return [str(c) for c in range(2 if task == "binary" else outputs)]
 
 
-def _read_json(workdir: str, path: str) -> dict:
+# What preprocessing.json holds for each kind of input, beside "input" and "model_dims".
+_PREPROCESSING_KEYS = {"image": ("mean", "std"), "text": ("vocabulary", "max_length"),
+                       "table": ("columns",)}
+
+
+def _read_record(workdir: str, path: str, required: tuple[str, ...]) -> dict:
+  """The JSON object in `path`, checked to hold the dotted `required` keys that training wrote."""
+  value = _read_json(workdir, path)
+  if not isinstance(value, dict):
+    raise InputError(f"{path} holds a JSON {type(value).__name__}, not the object training "
+                     "wrote there; the workdir is damaged. Restore the file from a copy, or "
+                     "train again in a new --workdir.")
+  missing = []
+  for key in required:
+    node = value
+    for part in key.split("."):
+      node = node.get(part) if isinstance(node, dict) else None
+    if node is None:
+      missing.append(key)
+  if missing:
+    raise InputError(f"{path} lacks {', '.join(missing)}, which training writes there; the "
+                     "workdir is damaged or was written by an older jaxlearn. Restore the file "
+                     "from a copy, or train again in a new --workdir.")
+  return value
+
+
+def _read_json(workdir: str, path: str):
   if not os.path.isdir(workdir):
     raise InputError(f"--workdir={workdir} does not exist; pass the workdir of a finished "
                      "training run (python -m jaxlearn.main ... --workdir=DIR).")

@@ -183,6 +183,23 @@ def check_same_run(workdir: str, config) -> dict | None:
   return saved
 
 
+def training_process(workdir: str) -> str | None:
+  """Who is training in `workdir` now ("process 123 on host"), or None if no one is.
+
+  Asks the kernel for the lock a training run holds (`claim`), without waiting.
+  """
+  path = RunDir(workdir).lock
+  if not os.path.exists(path):
+    return None
+  with open(path, encoding="utf-8") as lock:
+    try:
+      fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+      return lock.read().strip() or "another process"
+    fcntl.flock(lock, fcntl.LOCK_UN)
+  return None
+
+
 @contextlib.contextmanager
 def claim(workdir: str, config, primary: bool = True):
   """Checks the workdir holds this config's run, then holds its lock; yields the saved config.

@@ -1,0 +1,128 @@
+"""After training, as a user meets it: damaged checkpoints, live workdirs, outputs that exist."""
+
+import glob
+import os
+
+import pytest
+
+from jaxlearn.deploy import ensemble, export
+from jaxlearn.errors import CheckpointError, ConfigError, InputError, WorkdirError
+from jaxlearn.evaluation import evaluate
+from jaxlearn.runs import finished, workdir as workdir_lib
+from jaxlearn.training import train
+from tests import runs
+
+
+def _flip_bytes(step_dir: str, count: int = 48) -> str:
+  """Flips `count` bytes in the middle of the step's largest array file (same size)."""
+  files = [f for f in glob.glob(os.path.join(step_dir, "state", "**"), recursive=True)
+           if os.path.isfile(f) and os.sep + "d" + os.sep in f]
+  path = max(files, key=os.path.getsize)
+  data = bytearray(open(path, "rb").read())
+  middle = len(data) // 2
+  data[middle:middle + count] = bytes(b ^ 0xFF for b in data[middle:middle + count])
+  with open(path, "wb") as f:
+    f.write(bytes(data))
+  return path
+
+
+def _tree(directory) -> dict:
+  return {os.path.relpath(os.path.join(root, name), directory):
+          open(os.path.join(root, name), "rb").read()
+          for root, _, names in os.walk(directory) for name in names if name != ".lock"}
+
+
+def test_a_bit_flipped_best_checkpoint_is_refused_not_used(tmp_path):
+  workdir = runs.lenet_run(str(tmp_path))
+  finished.load_run(workdir)  # Whole, it loads.
+  (best,) = glob.glob(os.path.join(workdir, "checkpoints", "best", "*"))
+  _flip_bytes(best)
+  before = _tree(workdir)
+  with pytest.raises(CheckpointError, match=r"checkpoints/best/\d+ (is damaged|could not be "
+                                            r"read).*Nothing was changed in the workdir\."):
+    evaluate.evaluate_run(workdir)
+  assert _tree(workdir) == before
+  assert not os.path.exists(os.path.join(workdir, "evaluation"))
+
+
+def test_a_bit_flipped_latest_checkpoint_is_never_resumed_from(tmp_path):
+  workdir = runs.lenet_run(str(tmp_path))
+  latest = max(glob.glob(os.path.join(workdir, "checkpoints", "latest", "*")),
+               key=lambda p: int(os.path.basename(p)))
+  _flip_bytes(latest)
+  config = runs.lenet_config(str(tmp_path))
+  config.num_epochs = 3  # More epochs: the run would resume from `latest`.
+  before = _tree(workdir)
+  with pytest.raises(CheckpointError, match=r"checkpoints/latest/\d+ (is damaged|could not be "
+                                            r"read)"):
+    train.train_and_evaluate(config, workdir)
+  assert _tree(workdir) == before
+
+
+def test_a_run_still_training_is_not_evaluated_or_exported(tmp_path):
+  workdir = runs.lenet_run(str(tmp_path))
+  config = runs.lenet_config(str(tmp_path))
+  with workdir_lib.claim(workdir, config):  # As a training process holds it.
+    for call in (lambda: evaluate.evaluate_run(workdir),
+                 lambda: export.export_run(workdir, str(tmp_path / "export"))):
+      with pytest.raises(WorkdirError, match=rf"holds a run that is still training \(process "
+                                             rf"{os.getpid()} on .*\); its best checkpoint is "
+                                             r"from an unfinished run"):
+        call()
+  assert not os.path.exists(os.path.join(workdir, "evaluation"))
+  assert not os.path.exists(tmp_path / "export")
+  evaluate.evaluate_run(workdir)  # Once the lock is free, it evaluates.
+
+
+def test_an_existing_out_folder_is_refused_and_kept(finished_runs, tmp_path):
+  out = tmp_path / "export"
+  export.export_run(finished_runs["linreg"], str(out))
+  before = _tree(out)
+  with pytest.raises(InputError, match=f"{out} already exists; pass a new folder"):
+    export.export_run(finished_runs["linreg"], str(out))
+  assert _tree(out) == before
+  (tmp_path / "file").write_text("x")
+  with pytest.raises(InputError, match="which is a file; pass a folder path"):
+    export.export_run(finished_runs["linreg"], str(tmp_path / "file" / "export"))
+
+
+def test_an_ensemble_of_one_run_twice_is_refused(finished_runs):
+  workdir = finished_runs["linreg"]
+  with pytest.raises(ConfigError, match="is named more than once in --workdirs"):
+    ensemble.load_members([workdir, workdir + "/"])
+
+
+def test_arrays_that_differ_from_their_saved_checksums_are_named(finished_runs, tmp_path):
+  """The check itself: a checkpoint whose arrays read back fine but differ from its checksums."""
+  import json  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "linreg")
+  shutil.copytree(finished_runs["linreg"], workdir)
+  (best,) = glob.glob(os.path.join(workdir, "checkpoints", "best", "*"))
+  path = os.path.join(best, "checksums", "metadata")
+  sums = json.load(open(path))
+  assert set(sums) >= {"params/linear/kernel", "params/linear/bias", "step", "rng"}
+  sums["params/linear/kernel"] = "0" * 64
+  json.dump(sums, open(path, "w"))
+  with pytest.raises(CheckpointError, match=r"checkpoints/best/\d+ is damaged: "
+                                            r"params/linear/kernel no longer match"):
+    finished.load_run(workdir)
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("config.json", "{}", r"config\.json lacks seed, task, eval_batch_size, model\.name, "
+     r"data\.name, which training writes there"),
+    ("config.json", "[1, 2]", r"config\.json holds a JSON list, not the object training wrote"),
+    ("preprocessing.json", '{"input": {"kind": "image", "shape": [28, 28, 1], "dtype": "uint8"}, '
+     '"model_dims": {}}', r"preprocessing\.json lacks mean, std, which training writes there"),
+    ("preprocessing.json", "not json", r"preprocessing\.json is not valid JSON"),
+])
+def test_a_damaged_record_of_the_run_is_one_message_naming_the_file(finished_runs, tmp_path, name,
+                                                                      content, message):
+  import shutil  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path / "lenet")
+  shutil.copytree(finished_runs["lenet"], workdir)
+  with open(os.path.join(workdir, name), "w", encoding="utf-8") as f:
+    f.write(content)
+  with pytest.raises(InputError, match=rf"{tmp_path}/lenet/{message}"):
+    finished.load_run(workdir)
