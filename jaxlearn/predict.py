@@ -26,11 +26,19 @@ def main(argv):
   values = flags.FLAGS
   predictor = inference.load_predictor(values.workdir)
   pairs = predict.gather_inputs(argv[1:], values.text or [], predictor.spec)
-  for record in predict.predict_records(predictor, pairs, values.top_k, values.invert):
-    # NaN (a model that outputs it) is null: every line is valid JSON.
-    print(json.dumps(json_safe(record), allow_nan=False) if values.json
-          else predict.format_record(record))
+  records = predict.predict_records(predictor, pairs, values.top_k, values.invert)
+  for record in records:
+    if values.json:  # NaN (a model that outputs it) is null: every line is valid JSON.
+      print(json.dumps(json_safe(record), allow_nan=False))
+    if "error" in record:
+      print(f"jaxlearn: error: {record['error']}", file=sys.stderr)
+    elif not values.json:
+      print(predict.format_record(record))
   sys.stdout.flush()
+  failed = sum("error" in r for r in records)
+  if failed:
+    cli.fail(f"{failed} of {len(records)} inputs could not be predicted (each is named above); "
+             f"the other {len(records) - failed} were.")
 
 
 if __name__ == "__main__":

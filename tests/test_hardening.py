@@ -126,3 +126,99 @@ def test_a_damaged_record_of_the_run_is_one_message_naming_the_file(finished_run
     f.write(content)
   with pytest.raises(InputError, match=rf"{tmp_path}/lenet/{message}"):
     finished.load_run(workdir)
+
+
+def _predict_cli(*args):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.conftest import PROJECT_ROOT  # pylint: disable=import-outside-toplevel
+  return subprocess.run([sys.executable, "-m", "jaxlearn.predict", *args], cwd=PROJECT_ROOT,
+                        capture_output=True, text=True, timeout=300)
+
+
+def _digits(finished_runs, count):
+  """`count` test digits of the lenet run's data as uint8 (28, 28) arrays."""
+  from jaxlearn.data import idx  # pylint: disable=import-outside-toplevel
+  path = os.path.join(os.path.dirname(finished_runs["lenet"]), "data", "mnist",
+                      "t10k-images-idx3-ubyte.gz")
+  return idx.read_idx(path, 2051)[:count]
+
+
+def test_many_inputs_one_unreadable_predicts_the_rest_and_exits_2(finished_runs, tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  paths = []
+  for i, digit in enumerate(_digits(finished_runs, 3)):
+    paths.append(str(tmp_path / f"{i}.png"))
+    Image.fromarray(digit).save(paths[-1])
+  (tmp_path / "bad.png").write_text("not an image")
+  paths.insert(1, str(tmp_path / "bad.png"))
+  result = _predict_cli(f"--workdir={finished_runs['lenet']}", "--json", *paths)
+  assert result.returncode == 2, result.stderr
+  lines = [json.loads(line) for line in result.stdout.splitlines()]
+  assert [line["input"] for line in lines] == paths
+  assert lines[1] == {"input": paths[1],
+                      "error": f"{paths[1]} is not an image PIL can read (PNG, JPEG, ...)."}
+  assert all("top" in line for i, line in enumerate(lines) if i != 1)
+  assert f"jaxlearn: error: {paths[1]} is not an image PIL can read" in result.stderr
+  assert "1 of 4 inputs could not be predicted (each is named above); the other 3 were." in \
+      result.stderr
+  assert "Traceback" not in result.stderr
+
+
+def test_a_16_bit_png_predicts_as_its_8_bit_original(finished_runs, tmp_path):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs import inference  # pylint: disable=import-outside-toplevel
+  digits = _digits(finished_runs, 20)
+  eight, sixteen = [], []
+  for i, digit in enumerate(digits):
+    eight.append(str(tmp_path / f"{i}_8.png"))
+    sixteen.append(str(tmp_path / f"{i}_16.png"))
+    Image.fromarray(digit).save(eight[-1])
+    Image.fromarray(digit.astype(np.uint16) * 257).save(sixteen[-1])  # 255 -> 65535, exactly.
+  assert Image.open(sixteen[0]).mode.startswith("I")
+  predictor = inference.load_predictor(finished_runs["lenet"])
+  np.testing.assert_array_equal(predictor.predict(sixteen), predictor.predict(eight))
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: p.write_bytes(b""), r"empty\.npy is not a NumPy \.npy array file \(EOFError"),
+    (lambda p: __import__("numpy").save(p, __import__("numpy").array([["a"] * 28] * 28)),
+     r"Got an array of <U1; the model takes .*\(numbers, not text or objects\)"),
+])
+def test_npy_files_that_are_not_pixel_arrays_are_named(finished_runs, tmp_path, make, message):
+  from jaxlearn.runs import inference  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "empty.npy"
+  make(path)
+  with pytest.raises(InputError, match=message):
+    inference.load_predictor(finished_runs["lenet"]).predict([str(path)])
+
+
+def test_a_decompression_bomb_is_refused_by_predict_and_serve(finished_runs, tmp_path,
+                                                              monkeypatch):
+  import base64  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from jaxlearn.deploy import serve  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs import inference  # pylint: disable=import-outside-toplevel
+  path = tmp_path / "bomb.png"
+  Image.new("L", (2000, 2000)).save(path)
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000 * 1000)  # 4e6 pixels: over twice it.
+  predictor = inference.load_predictor(finished_runs["lenet"])
+  with pytest.raises(InputError, match=r"bomb\.png is too large to decode: Image size "
+                                       r"\(4000000 pixels\) exceeds limit"):
+    predictor.predict([str(path)])
+  with pytest.raises(InputError, match=r"An instance's \"b64\" image is too large to decode"):
+    serve.decode_instance({"b64": base64.b64encode(path.read_bytes()).decode()}, predictor.spec)
+
+
+def test_inputs_of_the_other_modality_say_what_the_model_takes(finished_runs, tmp_path):
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  Image.new("L", (28, 28)).save(tmp_path / "digit.png")
+  text = _predict_cli(f"--workdir={finished_runs['text']}", str(tmp_path / "digit.png"))
+  assert text.returncode == 2
+  assert "digit.png is not a UTF-8 text file; this model takes text" in text.stderr
+  image = _predict_cli(f"--workdir={finished_runs['lenet']}", "--text", "a gripping film")
+  assert image.returncode == 2
+  assert "--text is for text models; this model takes an image file" in image.stderr
+  assert "Traceback" not in text.stderr + image.stderr

@@ -14,6 +14,9 @@ from jaxlearn.runs import inference, inputs as inputs_lib
 
 def gather_inputs(paths: list[str], texts: list[str], spec: inputs_lib.InputSpec):
   """(label, raw input) pairs from the command line: files, and --text values."""
+  if texts and spec.kind != "text":
+    raise InputError(f"--text is for text models; this model takes {spec.describe()}: pass "
+                     "files instead.")
   pairs = [(text, text) for text in texts]
   for path in paths:
     if spec.kind == "text":
@@ -32,19 +35,24 @@ def gather_inputs(paths: list[str], texts: list[str], spec: inputs_lib.InputSpec
 
 def predict_records(predictor: inference.Predictor, pairs, top_k: int,
                     invert: bool = False) -> list[dict]:
-  """One record per input: {"input", "top" | "probability" | "value", "notes"}."""
-  encoded = []
-  for label, raw in pairs:
+  """One record per input, in order: {"input", "top" | "probability" | "value", "notes"}, or
+  {"input", "error"} for one that cannot be read, as batch tools treat a list of files: every
+  readable input is predicted."""
+  encoded, records = {}, [None] * len(pairs)
+  for i, (label, raw) in enumerate(pairs):
     try:
-      encoded.append(inputs_lib.encode(raw, predictor.spec, invert))
+      encoded[i] = inputs_lib.encode(raw, predictor.spec, invert)
     except InputError as e:
       message = str(e)  # File errors name the file already; others get the input's label.
-      raise InputError(message if message.startswith(label) else f"{label}: {message}") from None
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  outputs = predictor.predict_stored(np.stack([array for array, _ in encoded]))
-  records = predictor.describe(outputs, top_k)
-  return [{"input": label, **record, **({"notes": notes} if notes else {})}
-          for (label, _), record, (_, notes) in zip(pairs, records, encoded)]
+      records[i] = {"input": label,
+                    "error": message if message.startswith(label) else f"{label}: {message}"}
+  if encoded:
+    import numpy as np  # pylint: disable=import-outside-toplevel
+    outputs = predictor.predict_stored(np.stack([array for array, _ in encoded.values()]))
+    for i, record in zip(encoded, predictor.describe(outputs, top_k)):
+      notes = encoded[i][1]
+      records[i] = {"input": pairs[i][0], **record, **({"notes": notes} if notes else {})}
+  return records
 
 
 def format_record(record: dict) -> str:
@@ -66,8 +74,12 @@ def format_record(record: dict) -> str:
 def _lines(path: str) -> list[tuple[str, str]]:
   if not os.path.exists(path):
     raise InputError(f"{path} not found.")
-  with open(path, encoding="utf-8") as f:
-    return [(f"{path}:{i}", line.rstrip("\n")) for i, line in enumerate(f, 1) if line.strip()]
+  try:
+    with open(path, encoding="utf-8") as f:
+      return [(f"{path}:{i}", line.rstrip("\n")) for i, line in enumerate(f, 1) if line.strip()]
+  except UnicodeDecodeError as e:
+    raise InputError(f"{path} is not a UTF-8 text file; this model takes text: a file with "
+                     "one example per line, or --text.") from e
 
 
 def _rows(path: str) -> list[tuple[str, dict]]:

@@ -76,7 +76,11 @@ def encode(raw, spec: InputSpec, invert: bool = False) -> tuple[np.ndarray, list
     return _encode_text(raw, spec)
   if spec.kind == "table":
     return _encode_row(raw, spec)
-  array = np.asarray(raw, np.float32)
+  try:
+    array = np.asarray(_load_npy(raw) if isinstance(raw, (str, os.PathLike)) else raw, np.float32)
+  except (TypeError, ValueError) as e:
+    raise InputError(f"Got {type(raw).__name__} values that are not numbers; the model takes "
+                     f"{spec.describe()} of float32.") from e
   if array.shape != spec.shape:
     raise InputError(f"Got an array shaped {array.shape}; the model takes {spec.describe()}.")
   return array, []
@@ -103,6 +107,8 @@ def read_image_file(path: str):
       return image.copy()
   except FileNotFoundError as e:
     raise InputError(f"{path} not found.") from e
+  except Image.DecompressionBombError as e:
+    raise InputError(f"{path} is too large to decode: {e}") from e
   except (UnidentifiedImageError, OSError) as e:
     raise InputError(f"{path} is not an image PIL can read (PNG, JPEG, ...).") from e
 
@@ -114,6 +120,8 @@ def image_from_bytes(data: bytes, what: str = "The upload"):
     image = Image.open(io.BytesIO(data))
     image.load()
     return image
+  except Image.DecompressionBombError as e:
+    raise InputError(f"{what} is too large to decode: {e}") from e
   except (UnidentifiedImageError, OSError, ValueError) as e:
     raise InputError(f"{what} is not an image that can be decoded (PNG, JPEG, ...).") from e
 
@@ -153,6 +161,12 @@ def _convert_pil(image, height: int, width: int, channels: int) -> tuple[np.ndar
   """Mode and size as the model's data; every change made is noted."""
   from PIL import Image  # pylint: disable=import-outside-toplevel
   notes, mode = [], image.mode
+  if mode.startswith("I;16") or mode == "I":  # 16-bit (or 32-bit integer) grey: to 8 bits.
+    top = 65535 if mode.startswith("I;16") or np.asarray(image).max() > 255 else 255
+    pixels = np.clip(np.asarray(image, np.float64) * 255 / top, 0, 255).round()
+    image = Image.fromarray(pixels.astype(np.uint8), "L")
+    if top == 65535:
+      notes.append("scaled from 16 to 8 bits per pixel")
   if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     image = Image.alpha_composite(white, image.convert("RGBA"))
@@ -174,6 +188,9 @@ def _image_array(array: np.ndarray, spec: InputSpec) -> np.ndarray:
     array = array[..., None]
   if array.shape != spec.shape:
     raise InputError(f"Got an array shaped {array.shape}; the model takes {spec.describe()}.")
+  if array.dtype.kind not in "iuf":
+    raise InputError(f"Got an array of {array.dtype}; the model takes {spec.describe()} "
+                     "(numbers, not text or objects).")
   if not _fits_dtype(array, spec):
     raise InputError(f"Got an array of {array.dtype} with values {array.min()}..{array.max()};"
                      f" the model takes {spec.describe()} (whole numbers 0-255).")
@@ -195,8 +212,9 @@ def _load_npy(path: str) -> np.ndarray:
     return np.load(path, allow_pickle=False)
   except FileNotFoundError as e:
     raise InputError(f"{path} not found.") from e
-  except ValueError as e:
-    raise InputError(f"{path} is not a NumPy .npy array file ({e}).") from e
+  except (ValueError, EOFError, OSError) as e:
+    raise InputError(f"{path} is not a NumPy .npy array file ({type(e).__name__}: "
+                     f"{str(e) or 'empty'}).") from e
 
 
 def _encode_text(raw: Any, spec: InputSpec) -> tuple[np.ndarray, list[str]]:
