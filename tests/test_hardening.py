@@ -222,3 +222,98 @@ def test_inputs_of_the_other_modality_say_what_the_model_takes(finished_runs, tm
   assert image.returncode == 2
   assert "--text is for text models; this model takes an image file" in image.stderr
   assert "Traceback" not in text.stderr + image.stderr
+
+
+def test_serve_answers_json_clients_bounds_bodies_and_pixels(finished_runs):
+  import base64  # pylint: disable=import-outside-toplevel
+  import io  # pylint: disable=import-outside-toplevel
+  import httpx  # pylint: disable=import-outside-toplevel
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  from tests.test_serve import Server  # pylint: disable=import-outside-toplevel
+  server = Server(f"--workdir={finished_runs['lenet']}", "--max_body_bytes=2000000",
+                  "--max_pixels=1000")
+  try:
+    # KServe's v1 liveness (GET / asking for JSON), and the demo page for a browser.
+    assert httpx.get(server.url + "/", headers={"Accept": "application/json"}).json() == {
+        "status": "alive"}
+    page = httpx.get(server.url + "/", headers={"Accept": "text/html,*/*;q=0.8"})
+    assert page.headers["content-type"].startswith("text/html") and "<html" in page.text.lower()
+    # A chunked body (no Content-Length) is cut off at the limit while it is read.
+    chunks = (b"x" * 1_000_000 for _ in range(30))
+    big = httpx.post(server.url + "/v1/models/lenet5:predict", content=chunks, timeout=60)
+    assert big.status_code == 413
+    assert big.json() == {"error": "The body is over 2000000 bytes; this server takes at most "
+                                   "2000000 (--max_body_bytes)."}
+    # Images past --max_pixels are refused from their headers.
+    png = io.BytesIO()
+    Image.new("L", (40, 40)).save(png, format="PNG")
+    b64 = {"b64": base64.b64encode(png.getvalue()).decode()}
+    over = httpx.post(server.url + "/v1/models/lenet5:predict", json={"instances": [b64]})
+    assert over.status_code == 413
+    assert over.json()["error"].startswith('instances[0]: An instance\'s "b64" image is 40x40 '
+                                           "pixels; the request may carry 1000 more")
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok"}  # Still serving.
+  finally:
+    assert server.stop() == 0
+
+
+def test_serve_refuses_a_port_out_of_range_or_in_use(finished_runs):
+  import socket  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.conftest import PROJECT_ROOT  # pylint: disable=import-outside-toplevel
+  run = lambda *args: subprocess.run([sys.executable, "-m", "jaxlearn.serve",
+                                      f"--workdir={finished_runs['linreg']}", *args],
+                                     cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                     timeout=300)
+  out_of_range = run("--port=70000")
+  assert out_of_range.returncode == 2
+  assert "--port=70000" in out_of_range.stderr and "65535" in out_of_range.stderr
+  with socket.socket() as taken:
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    in_use = run(f"--port={port}")
+  assert in_use.returncode == 2, in_use.stderr
+  assert f"jaxlearn: error: Cannot listen on 127.0.0.1:{port}" in in_use.stderr
+  assert "Serving" not in in_use.stdout
+
+
+def test_export_names_bad_platforms_and_follows_the_umask(finished_runs, tmp_path):
+  import stat  # pylint: disable=import-outside-toplevel
+  for platforms, message in ((("bogus",), r"--platforms=bogus: unknown bogus; jax\.export lowers "
+                                          r"for cpu, cuda, rocm, tpu"),
+                             (("gpu",), r"unknown gpu; .*an NVIDIA GPU is cuda")):
+    with pytest.raises(InputError, match=message):
+      export.export_run(finished_runs["linreg"], str(tmp_path / "x"), platforms)
+  assert not (tmp_path / "x").exists()
+  old = os.umask(0o022)
+  try:
+    export.export_run(finished_runs["linreg"], str(tmp_path / "export"))
+  finally:
+    os.umask(old)
+  for name in ("model.jax", "metadata.json"):
+    assert stat.S_IMODE(os.stat(tmp_path / "export" / name).st_mode) == 0o644
+
+
+def test_a_damaged_export_dir_is_one_message(finished_runs, tmp_path):
+  import json  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  from jaxlearn.deploy import serve  # pylint: disable=import-outside-toplevel
+  good = tmp_path / "export"
+  export.export_run(finished_runs["linreg"], str(good))
+  truncated = tmp_path / "truncated"
+  shutil.copytree(good, truncated)
+  data = (truncated / "model.jax").read_bytes()
+  (truncated / "model.jax").write_bytes(data[:len(data) // 2])
+  with pytest.raises(InputError, match=r"model\.jax cannot be read as a jax\.export program "
+                                       r"\(\w+\); it is truncated or damaged"):
+    serve.from_export_dir(str(truncated))
+  partial = tmp_path / "partial"
+  shutil.copytree(good, partial)
+  metadata = json.loads((partial / "metadata.json").read_text())
+  del metadata["preprocessing"]
+  (partial / "metadata.json").write_text(json.dumps(metadata))
+  with pytest.raises(InputError, match=r"metadata\.json lacks preprocessing; it was not written "
+                                       r"by python -m jaxlearn\.export"):
+    serve.from_export_dir(str(partial))

@@ -44,7 +44,11 @@ def check_new(out_dir: str) -> None:
 
 def write(out_dir: str, exported, metadata: dict) -> None:
   """DIR/model.jax and DIR/metadata.json, each written whole and renamed into place."""
-  os.makedirs(out_dir, exist_ok=True)
+  try:
+    os.makedirs(out_dir, exist_ok=True)
+  except OSError as e:
+    raise InputError(f"Cannot create --out={out_dir} ({e.strerror or e}); pass a folder you can "
+                     "write to.") from e
   _write_atomically(os.path.join(out_dir, MODEL_FILE), exported.serialize())
   _write_atomically(os.path.join(out_dir, METADATA_FILE),
                     json.dumps(metadata, indent=2).encode("utf-8"))
@@ -101,10 +105,52 @@ def _describe_output(run: finished.Run) -> dict:
 
 
 def _write_atomically(path: str, data: bytes) -> None:
+  """`data` in `path`, renamed into place, readable as the umask allows (a serving account
+  may read it; a temporary file alone would be private to its owner)."""
   directory = os.path.dirname(os.path.abspath(path))
   with tempfile.NamedTemporaryFile(dir=directory, delete=False) as f:
     f.write(data)
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(f.name, 0o666 & ~umask)
   os.replace(f.name, path)
+
+
+# The platforms jax.export lowers for.
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+
+
+def check_platforms(platforms) -> tuple[str, ...]:
+  """`platforms` checked against PLATFORMS (a GPU is "cuda" or "rocm")."""
+  platforms = tuple(platforms)
+  unknown = [p for p in platforms if p not in PLATFORMS]
+  if unknown or not platforms:
+    raise InputError(f"--platforms={','.join(platforms)}: "
+                     f"{'unknown ' + ', '.join(unknown) if unknown else 'none given'}; "
+                     f"jax.export lowers for {', '.join(PLATFORMS)} (an NVIDIA GPU is cuda, an "
+                     "AMD one rocm), comma-separated.")
+  return platforms
+
+
+# What metadata.json must hold for a reader to use the program.
+_METADATA_KEYS = ("model", "task", "class_names", "input", "preprocessing")
+
+
+def load(directory: str):
+  """(the deserialized program, the metadata) of the artifact in `directory`, checked."""
+  serialized, metadata = read(directory)
+  missing = [k for k in _METADATA_KEYS if k not in metadata] if isinstance(metadata, dict) \
+      else list(_METADATA_KEYS)
+  if missing:
+    raise InputError(f"{os.path.join(directory, METADATA_FILE)} lacks {', '.join(missing)}; it "
+                     "was not written by python -m jaxlearn.export, or is damaged. Export again.")
+  try:
+    program = jax.export.deserialize(serialized)
+  except Exception as e:  # pylint: disable=broad-except  # flatbuffers raises several kinds.
+    raise InputError(f"{os.path.join(directory, MODEL_FILE)} cannot be read as a jax.export "
+                     f"program ({type(e).__name__}); it is truncated or damaged. Export again."
+                     ) from e
+  return program, metadata
 
 
 def read(directory: str) -> tuple[bytearray, dict]:
@@ -114,7 +160,10 @@ def read(directory: str) -> tuple[bytearray, dict]:
   if missing:
     raise InputError(f"{', '.join(missing)} not found; --export_dir takes the --out directory "
                      "of python -m jaxlearn.export.")
-  with open(paths[1], encoding="utf-8") as f:
-    metadata = json.load(f)
+  try:
+    with open(paths[1], encoding="utf-8") as f:
+      metadata = json.load(f)
+  except ValueError as e:
+    raise InputError(f"{paths[1]} is not valid JSON ({e}); export again.") from e
   with open(paths[0], "rb") as f:
     return bytearray(f.read()), metadata

@@ -61,6 +61,7 @@ def member_outputs(members, split: str) -> tuple[list[np.ndarray], np.ndarray]:
 
 def export_ensemble(members, out_dir: str, platforms=("cpu",)) -> dict:
   """One jax.export program averaging the members' outputs; metadata as an exported run's."""
+  platforms = artifact.check_platforms(platforms)
   artifact.check_new(out_dir)
   fns = [(inference.make_inference_fn(m.run), m.run.state.params) for m in members]
   spec = members[0].spec

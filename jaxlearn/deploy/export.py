@@ -27,6 +27,7 @@ def export_run(workdir: str, out_dir: str, platforms: tuple[str, ...] = ("cpu",)
   >>> round(float(program.call(np.zeros((1, 2), np.float32))[0]), 1)
   4.2
   """
+  platforms = artifact.check_platforms(platforms)
   artifact.check_new(out_dir)
   run = finished.load_run(workdir)
   fn, params = inference.make_inference_fn(run), run.state.params

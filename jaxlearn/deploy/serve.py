@@ -34,6 +34,10 @@ from jaxlearn.errors import InputError
 from jaxlearn.runs import inference, inputs as inputs_lib
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64)  # Compiled at start-up; a batch is padded up to the next.
+# The pixels of the images one request may carry (--max_pixels), checked from their headers
+# before decoding: forty 1000x1000 photos. Decoding runs in this many threads.
+MAX_PIXELS = 40_000_000
+DECODE_THREADS = 4
 PAGE = os.path.join(os.path.dirname(__file__), "serve_page.html")
 
 
@@ -54,10 +58,9 @@ def from_workdir(workdir: str, name: str = "") -> ServedModel:
 
 
 def from_export_dir(directory: str, name: str = "") -> ServedModel:
-  import jax  # pylint: disable=import-outside-toplevel
-  serialized, metadata = artifact.read(directory)
-  program = jax.export.deserialize(serialized)
+  program, metadata = artifact.load(directory)
   spec = inputs_lib.InputSpec.from_preprocessing(metadata["preprocessing"])
+  import jax  # pylint: disable=import-outside-toplevel
   call = jax.jit(program.call)
   return ServedModel(name or metadata["model"], metadata["task"], spec,
                      metadata["class_names"], lambda x: np.asarray(call(x)),
@@ -143,15 +146,20 @@ class Batcher:
       start += len(x)
 
 
-def decode_instance(instance, spec: inputs_lib.InputSpec) -> tuple[np.ndarray, list[str]]:
-  """One JSON instance -> a stored example (see the module docstring for the forms)."""
+def decode_instance(instance, spec: inputs_lib.InputSpec,
+                    max_pixels: int = 0) -> tuple[np.ndarray, list[str], int]:
+  """One JSON instance -> (a stored example, its notes, the pixels decoded for it).
+
+  See the module docstring for the forms. `max_pixels` > 0 refuses a "b64"
+  image with more pixels, from its header, before it is decoded.
+  """
   if isinstance(instance, dict) and set(instance) == {"b64"} and spec.kind == "image":
     try:
       data = base64.b64decode(instance["b64"], validate=True)
     except (binascii.Error, TypeError, ValueError) as e:
       raise InputError("An instance's \"b64\" is not valid base64.") from e
-    return inputs_lib.encode(inputs_lib.image_from_bytes(data, "An instance's \"b64\" image"),
-                             spec)
+    image = inputs_lib.image_from_bytes(data, "An instance's \"b64\" image", max_pixels)
+    return (*inputs_lib.encode(image, spec), image.size[0] * image.size[1])
   if spec.kind in ("image", "features"):
     if isinstance(instance, (str, dict)) or instance is None:
       forms = ' as a nested list, or {"b64": ...} image bytes' if spec.kind == "image" else (
@@ -165,8 +173,8 @@ def decode_instance(instance, spec: inputs_lib.InputSpec) -> tuple[np.ndarray, l
     if array.dtype.kind not in "iuf":
       raise InputError(f"An instance holds {array.dtype} values; the model takes "
                        f"{spec.describe()}.")
-    return inputs_lib.encode(array, spec)
-  return inputs_lib.encode(instance, spec)
+    return (*inputs_lib.encode(array, spec), int(array.size))
+  return (*inputs_lib.encode(instance, spec), 0)
 
 
 def _json_codec():
@@ -179,8 +187,15 @@ def _json_codec():
 
 
 def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
-               max_instances: int = 256, batch_sizes=BATCH_SIZES, max_wait_s: float = 0.0):
-  """The FastAPI application serving `model`."""
+               max_instances: int = 256, batch_sizes=BATCH_SIZES, max_wait_s: float = 0.0,
+               max_pixels: int = MAX_PIXELS):
+  """The FastAPI application serving `model`.
+
+  Requests are decoded in a pool of threads, off the event loop, so that one
+  large image never holds up `/healthz` or the other requests; `max_pixels`
+  bounds the pixels one request's images may have (413 past it).
+  """
+  import concurrent.futures  # pylint: disable=import-outside-toplevel
   import contextlib  # pylint: disable=import-outside-toplevel
   from fastapi import FastAPI, Request  # pylint: disable=import-outside-toplevel
   from fastapi import responses  # pylint: disable=import-outside-toplevel
@@ -189,6 +204,21 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
 
   batcher = Batcher(model.call, model.spec, batch_sizes, max_wait_s)
   batcher.warm_up()
+  decoders = concurrent.futures.ThreadPoolExecutor(DECODE_THREADS, "jaxlearn-decode")
+
+  def decode_all(instances: list) -> list:
+    encoded, left = [], max_pixels
+    for i, instance in enumerate(instances):
+      try:
+        x, notes, pixels = decode_instance(instance, model.spec, max(left, 1) if max_pixels else 0)
+      except InputError as e:
+        raise type(e)(f"instances[{i}]: {e}") from None
+      left -= pixels
+      encoded.append((x, notes))
+    return encoded
+
+  async def off_the_loop(fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(decoders, fn, *args)
 
   @contextlib.asynccontextmanager
   async def lifespan(app):
@@ -204,30 +234,35 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
     return responses.JSONResponse({"error": message}, status_code=status)
 
   async def predictions(instances: list) -> list[dict]:
-    encoded = []
-    for i, instance in enumerate(instances):
-      try:
-        encoded.append(decode_instance(instance, model.spec))
-      except InputError as e:
-        raise InputError(f"instances[{i}]: {e}") from None
+    encoded = await off_the_loop(decode_all, instances)
     outputs = await batcher.run(np.stack([x for x, _ in encoded]))
     records = inference.describe(outputs, model.task, model.class_names, top_k=5)
     return [{**r, **({"notes": notes} if notes else {})} for r, (_, notes) in zip(records, encoded)]
 
   async def read_body(request: Request) -> bytes:
+    """The body, counted as it arrives: a chunked body is cut off at the limit, not held."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_body_bytes:
-      raise _TooLarge(int(declared))
-    body = await request.body()
-    if len(body) > max_body_bytes:
-      raise _TooLarge(len(body))
-    return body
+      raise _TooLarge(f"{declared} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+      size += len(chunk)
+      if size > max_body_bytes:
+        raise _TooLarge(f"over {max_body_bytes} bytes")
+      chunks.append(chunk)
+    request._body = b"".join(chunks)  # pylint: disable=protected-access  # For request.form().
+    return request._body  # pylint: disable=protected-access
 
   @app.exception_handler(_TooLarge)
   async def too_large(request, e):
     del request
-    return error(413, f"The body is {e.size} bytes; this server takes at most {max_body_bytes} "
+    return error(413, f"The body is {e.size}; this server takes at most {max_body_bytes} "
                  "(--max_body_bytes).")
+
+  @app.exception_handler(inputs_lib.TooManyPixels)
+  async def too_many_pixels(request, e):
+    del request
+    return error(413, str(e))
 
   @app.exception_handler(InputError)
   async def bad_input(request, e):
@@ -286,28 +321,43 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
     upload = form.get("file")
     if upload is None or not hasattr(upload, "read"):
       return error(400, 'No file in the form; send the image as multipart field "file".')
-    image = inputs_lib.image_from_bytes(await upload.read(), f"The upload {upload.filename!r}")
-    stored, notes = inputs_lib.encode(image, model.spec)
+    data = await upload.read()
+    stored, notes = await off_the_loop(lambda: inputs_lib.encode(inputs_lib.image_from_bytes(
+        data, f"The upload {upload.filename!r}", max_pixels), model.spec))
     outputs = await batcher.run(stored[None])
     record = inference.describe(outputs, model.task, model.class_names, top_k=5)[0]
     return {"predictions": [{**record, **({"notes": notes} if notes else {})}]}
 
-  @app.get("/", response_class=responses.HTMLResponse)
-  async def page():
+  @app.get("/")
+  async def page(request: Request):
+    """The demo page for a browser; KServe's v1 liveness answer for a client asking for JSON."""
+    if "text/html" not in request.headers.get("accept", ""):
+      return {"status": "alive"}
     with open(PAGE, encoding="utf-8") as f:
       html = f.read()
     info = {"name": model.name, "task": model.task, "kind": model.spec.kind,
             "shape": list(model.spec.shape), "class_names": model.class_names}
-    return html.replace("/*MODEL*/null", json.dumps(info))
+    return responses.HTMLResponse(html.replace("/*MODEL*/null", json.dumps(info)))
 
   return app
 
 
 class _TooLarge(Exception):
 
-  def __init__(self, size: int):
+  def __init__(self, size: str):
     super().__init__(size)
-    self.size = size
+    self.size = size  # e.g. "12000000 bytes", "over 10000000 bytes"
+
+
+def check_port_free(host: str, port: int) -> None:
+  """Raises an InputError when `port` on `host` cannot be bound (in use, or not an address)."""
+  import socket  # pylint: disable=import-outside-toplevel
+  try:
+    with socket.create_server((host, port), reuse_port=False):
+      pass
+  except OSError as e:
+    raise InputError(f"Cannot listen on {host}:{port} ({e.strerror or e}); another server may "
+                     "be using the port: pass another --port, or stop that server.") from e
 
 
 def serve_until_stopped(app, host: str, port: int, log_level: str = "warning") -> bool:

@@ -19,6 +19,10 @@ from jaxlearn.errors import InputError
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
+class TooManyPixels(InputError):
+  """An image larger than the pixels a caller decodes for one request."""
+
+
 class InputSpec(NamedTuple):
   """One example as stored: its kind, shape and dtype, and what encodes it."""
   kind: str  # image | text | table | features
@@ -113,11 +117,19 @@ def read_image_file(path: str):
     raise InputError(f"{path} is not an image PIL can read (PNG, JPEG, ...).") from e
 
 
-def image_from_bytes(data: bytes, what: str = "The upload"):
-  """A PIL image from encoded bytes (PNG, JPEG, ...), or an InputError."""
+def image_from_bytes(data: bytes, what: str = "The upload", max_pixels: int = 0):
+  """A PIL image from encoded bytes (PNG, JPEG, ...), or an InputError.
+
+  `max_pixels` > 0 refuses a larger image from its header, before it is decoded.
+  """
   from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
   try:
     image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if max_pixels and width * height > max_pixels:
+      raise TooManyPixels(f"{what} is {width}x{height} pixels; the request may carry "
+                          f"{max_pixels} more (--max_pixels). Send smaller images, or fewer "
+                          "per request.")
     image.load()
     return image
   except Image.DecompressionBombError as e:
