@@ -138,3 +138,35 @@ def test_jacobians_and_hessian_vector_products_of_a_conv_model_on_the_cpu():
   small = functools.partial(forward, params)
   hessian = jax.hessian(lambda x: small(x)[0, 3])(inputs[:1])
   assert hessian.shape == (1, 28, 28, 1, 1, 28, 28, 1) and bool(jnp.isfinite(hessian).all())
+
+
+def _custom_vjp_layer(backward_scale: float):
+  """tanh(x) * x with its own backward pass, off by `backward_scale` (1: exact)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+  @jax.custom_vjp
+  def act(x):
+    return jnp.tanh(x) * x
+
+  def backward(x, g):
+    return (g * backward_scale * ((1 - jnp.tanh(x) ** 2) * x + jnp.tanh(x)),)
+
+  act.defvjp(lambda x: (act(x), x), backward)
+  return lambda w, x: act(x @ w).sum()
+
+
+def test_a_custom_vjp_layer_is_checked_in_reverse_mode_and_a_1_percent_error_is_caught():
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from jaxlearn import gradcheck  # pylint: disable=import-outside-toplevel
+  w, x = jnp.full((3, 2), 0.3), jnp.linspace(-1, 1, 12).reshape(4, 3)
+  right = gradcheck(_custom_vjp_layer(1.0), w, x, verbose=False)
+  assert right.ok
+  assert [(c.mode, c.applicable) for c in right.checks if c.argument == 0] == [
+      ("fwd", False), ("rev", True), ("rev", True)]
+  assert "jax.custom_vjp" in right.checks[0].message
+  wrong = gradcheck(_custom_vjp_layer(1.01), w, x, verbose=False)
+  assert not wrong.ok
+  first_order = [c for c in wrong.checks if c.mode == "rev" and c.order == 1]
+  assert all(not c.passed for c in first_order)
+  assert first_order[0].relative_error == pytest.approx(0.01, rel=0.05)  # The 1% shows.

@@ -8,7 +8,10 @@ parameters) is checked on its own, in forward and reverse mode, to first and
 second order, in float64: `jax.test_util.check_grads` gives the verdict, and
 the report adds the measured relative error of the derivative along a random
 direction (and, in reverse mode, a random output cotangent) against central
-differences, so a near miss shows before it fails.
+differences, so a near miss shows before it fails. A function with a
+`jax.custom_vjp` (a layer with its own backward pass) cannot be differentiated
+in forward mode: those checks are reported as not applicable, and the
+reverse-mode ones test the backward pass against finite differences.
 
 For a model: `gradcheck(lambda params, x: model_fn(params, x), params, x)` with
 `model_fn` merging the parameters into the module (see tests/test_gradcheck.py).
@@ -33,6 +36,7 @@ class Check(NamedTuple):
   passed: bool
   relative_error: float
   message: str = ""
+  applicable: bool = True  # False: JAX cannot differentiate fn this way (a custom_vjp in fwd)
 
 
 class GradcheckReport(NamedTuple):
@@ -40,15 +44,20 @@ class GradcheckReport(NamedTuple):
 
   @property
   def ok(self) -> bool:
-    return all(c.passed for c in self.checks)
+    """Every check that applies passed (and at least one applied)."""
+    applied = [c for c in self.checks if c.applicable]
+    return bool(applied) and all(c.passed for c in applied)
 
   def __str__(self) -> str:
     lines = ["argument  mode  order  relative error  result"]
     for c in self.checks:
-      lines.append(f"{c.argument:>8}  {c.mode:>4}  {c.order:>5}  {c.relative_error:14.2e}  "
-                   f"{'ok' if c.passed else 'FAILED: ' + c.message}")
+      result = ("not applicable: " + c.message) if not c.applicable else (
+          "ok" if c.passed else "FAILED: " + c.message)
+      error = f"{c.relative_error:14.2e}" if c.applicable else f"{'-':>14}"
+      lines.append(f"{c.argument:>8}  {c.mode:>4}  {c.order:>5}  {error}  {result}")
+    failed = sum(c.applicable and not c.passed for c in self.checks)
     lines.append("all derivatives agree with finite differences" if self.ok else
-                 f"{sum(not c.passed for c in self.checks)} of {len(self.checks)} checks failed")
+                 f"{failed} of {len(self.checks)} checks failed")
     return "\n".join(lines)
 
 
@@ -90,7 +99,11 @@ def gradcheck(fn: Callable, *args, order: int = 2, modes=MODES, eps: float | Non
       for mode in modes:
         g = f
         for k in range(1, order + 1):
-          error = _directional_error(g, arg, direction, mode, cotangent_key, eps)
+          try:
+            error = _directional_error(g, arg, direction, mode, cotangent_key, eps)
+          except TypeError as e:  # e.g. forward mode of a jax.custom_vjp function
+            checks.append(Check(i, mode, k, False, float("nan"), _not_applicable(e), False))
+            break
           try:
             test_util.check_grads(f, (arg,), order=k, modes=(mode,), eps=eps, atol=atol,
                                   rtol=rtol)
@@ -103,6 +116,14 @@ def gradcheck(fn: Callable, *args, order: int = 2, modes=MODES, eps: float | Non
   if verbose:
     print(report)
   return report
+
+
+def _not_applicable(error: TypeError) -> str:
+  text = str(error).strip().splitlines()[0]
+  if "custom_vjp" in text or "forward-mode" in text:
+    return ("fn has a jax.custom_vjp, which JAX differentiates in reverse mode only; the "
+            "reverse-mode checks test its backward pass")
+  return text[:200]
 
 
 def _directional(g, mode, direction, cotangent_key):
