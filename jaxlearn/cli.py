@@ -150,6 +150,12 @@ def define_out_flag(what: str, required: bool = True) -> None:
     flags.mark_flags_as_required(["out"])
 
 
+def define_data_dir_flag() -> None:
+  """--data_dir: where a finished run's data is now (default: where training read it)."""
+  flags.DEFINE_string("data_dir", "", "The folder holding the run's dataset (ROOT/<name>/); "
+                      "empty: where training read it.")
+
+
 def define_split_flag(what: str = "The split to evaluate, cut as in training.") -> None:
   from jaxlearn.runs.workdir import EVALUATED_SPLITS  # pylint: disable=import-outside-toplevel
   flags.DEFINE_enum("split", "test", list(EVALUATED_SPLITS), what)

@@ -16,7 +16,7 @@ def main(argv):
   workdirs = [w.strip() for w in values.workdirs.split(",") if w.strip()]
   if values.out:
     artifact.check_new(values.out)  # Before the members are evaluated, which takes a while.
-  result = ensemble.evaluate_ensemble(workdirs, values.split)
+  result = ensemble.evaluate_ensemble(workdirs, values.split, values.data_dir)
   metric = "accuracy" if "accuracy" in result["ensemble"] else "mse"
   for member in result["members"]:
     print(f"member {member['workdir']}: {metric} {member[metric]:.4f}")
@@ -31,5 +31,6 @@ if __name__ == "__main__":
   flags.DEFINE_string("workdirs", None, "Comma-separated workdirs of finished runs.")
   flags.mark_flags_as_required(["workdirs"])
   cli.define_split_flag("The split to evaluate on.")
+  cli.define_data_dir_flag()
   cli.define_out_flag("Also export the ensemble as one artifact here.", required=False)
   cli.run(main)

@@ -13,7 +13,8 @@ def main(argv):
   del argv
   from jaxlearn.evaluation import evaluate  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
-  report = evaluate.evaluate_run(values.workdir, values.split, values.batch_size)
+  report = evaluate.evaluate_run(values.workdir, values.split, values.batch_size,
+                                 data_dir=values.data_dir)
   print(evaluate.format_report(report))
   print("\nWrote " + ", ".join(report["files"]))
 
@@ -21,6 +22,7 @@ def main(argv):
 if __name__ == "__main__":
   cli.define_workdir_flag()
   cli.define_split_flag()
+  cli.define_data_dir_flag()
   flags.DEFINE_integer("batch_size", 0, "Examples per compiled call (0: the run's "
                        "eval_batch_size).", lower_bound=0)
   cli.run(main)

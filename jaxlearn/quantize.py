@@ -14,7 +14,7 @@ def main(argv):
   del argv
   from jaxlearn.deploy import artifact, quantize  # pylint: disable=import-outside-toplevel
   values = flags.FLAGS
-  report = quantize.quantize_and_export(values.workdir, values.out, values.mode)
+  report = quantize.quantize_and_export(values.workdir, values.out, values.mode, values.data_dir)
   metric = next(iter(report["trained_test"]))
   trained = "float32" if report["trained_with"] == "none" else report["trained_with"]
   print(f"{values.mode}: {len(report['quantized_kernels'])} kernels in int8 "
@@ -28,6 +28,7 @@ def main(argv):
 if __name__ == "__main__":
   cli.define_workdir_flag()
   cli.define_out_flag("Directory for the quantized model.jax and metadata.json.")
+  cli.define_data_dir_flag()
   flags.DEFINE_string("mode", "int8", "int8: activation scales calibrated on training batches; "
                       "int8_weights: measured per batch.")
   cli.run(main)

@@ -317,3 +317,23 @@ def test_a_damaged_export_dir_is_one_message(finished_runs, tmp_path):
   with pytest.raises(InputError, match=r"metadata\.json lacks preprocessing; it was not written "
                                        r"by python -m jaxlearn\.export"):
     serve.from_export_dir(str(partial))
+
+
+def test_a_workdir_remembers_where_its_data_came_from(tmp_path, monkeypatch):
+  import shutil  # pylint: disable=import-outside-toplevel
+  from tests.conftest import make_fake_mnist  # pylint: disable=import-outside-toplevel
+  root = make_fake_mnist(tmp_path / "data")
+  monkeypatch.setenv("JAXLEARN_DATA_DIR", root)  # Trained from a shell that set it ...
+  config = runs.lenet_config(str(tmp_path))
+  config.data.dir = ""
+  workdir = str(tmp_path / "lenet")
+  summary = train.train_and_evaluate(config, workdir)
+  monkeypatch.delenv("JAXLEARN_DATA_DIR")  # ... evaluated from one that does not.
+  report = evaluate.evaluate_run(workdir)
+  assert report["accuracy"] == pytest.approx(summary["test_accuracy"], abs=1e-6)
+  shutil.move(root, tmp_path / "moved")  # The data moved: the hint names this command's flag.
+  with pytest.raises(Exception, match=r"--data_dir=ROOT") as error:
+    evaluate.evaluate_run(workdir)
+  assert "--config.data.dir" not in str(error.value)
+  moved = evaluate.evaluate_run(workdir, data_dir=str(tmp_path / "moved"))
+  assert moved["accuracy"] == report["accuracy"]

@@ -42,11 +42,12 @@ def load_members(workdirs: list[str]) -> list[inference.Predictor]:
   return members
 
 
-def member_outputs(members, split: str) -> tuple[list[np.ndarray], np.ndarray]:
+def member_outputs(members, split: str,
+                   data_dir: str = "") -> tuple[list[np.ndarray], np.ndarray]:
   """Each member's outputs on `split`, and the split's targets (checked to be one split)."""
   outputs, reference = [], None
   for member in members:
-    _, stored, targets = evaluate.split_inputs(member.run, split)
+    _, stored, targets = evaluate.split_inputs(member.run, split, data_dir)
     if reference is None:
       reference = (stored, targets)
     elif stored.shape != reference[0].shape or not np.array_equal(stored, reference[0]) \
@@ -79,10 +80,10 @@ def export_ensemble(members, out_dir: str, platforms=("cpu",)) -> dict:
   return metadata
 
 
-def evaluate_ensemble(workdirs: list[str], split: str = "test") -> dict:
+def evaluate_ensemble(workdirs: list[str], split: str = "test", data_dir: str = "") -> dict:
   """Each member's and the ensemble's figures on `split`."""
   members = load_members(workdirs)
-  outputs, targets = member_outputs(members, split)
+  outputs, targets = member_outputs(members, split, data_dir)
   score = lambda o: analysis.headline_score(members[0].task, targets, o)
   return {"split": split, "task": members[0].task, "num_examples": int(len(targets)),
           "members": [{"workdir": m.run.workdir, **score(o)} for m, o in zip(members, outputs)],

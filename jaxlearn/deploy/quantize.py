@@ -226,17 +226,18 @@ def _bind_params(primitive, params):
   return bind_params
 
 
-def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8") -> dict:
+def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8",
+                        data_dir: str = "") -> dict:
   """Quantizes the run, tests both models on the test split, writes the artifact; a report."""
   artifact.check_new(out_dir)
   predictor = inference.load_predictor(workdir)
   run = predictor.run
   calibration = None
   if mode == "int8":
-    train_inputs = _training_inputs(run)
+    train_inputs = _training_inputs(run, data_dir)
     calibration = train_inputs[:CALIBRATION_BATCHES * 128]
   model = quantize_run(run, mode, calibration)
-  _, stored, targets = evaluate.split_inputs(run, "test")
+  _, stored, targets = evaluate.split_inputs(run, "test", data_dir)
   batch = run.config.eval_batch_size
   float_outputs = evaluate.predict_in_batches(predictor, stored, batch)
   quantized = jax.jit(model.fn)
@@ -258,9 +259,7 @@ def quantize_and_export(workdir: str, out_dir: str, mode: str = "int8") -> dict:
   return report
 
 
-def _training_inputs(run) -> np.ndarray:
-  from jaxlearn import data  # pylint: disable=import-outside-toplevel
+def _training_inputs(run, data_dir: str = "") -> np.ndarray:
   from jaxlearn.data import pipeline  # pylint: disable=import-outside-toplevel
-  raw = data.load_raw(run.config.data, run.config.seed)
-  train, _, _ = pipeline.split_raw(raw, run.config.data, run.config.seed)
+  raw, (train, _, _) = evaluate.run_data(run, data_dir)
   return pipeline.to_stored(raw.kind, run.preprocessing, train[0][:CALIBRATION_BATCHES * 128])

@@ -10,6 +10,7 @@ mistakes.png for images, reliability.png, roc.png), and mistakes.csv for text
 and tables. The per-class table is printed too.
 """
 
+import copy
 import csv
 import os
 
@@ -17,7 +18,7 @@ import numpy as np
 
 from jaxlearn import data
 from jaxlearn.data import pipeline
-from jaxlearn.errors import ConfigError
+from jaxlearn.errors import ConfigError, DataError
 from jaxlearn.evaluation import analysis
 from jaxlearn.runs import finished, inference, workdir as workdir_lib
 
@@ -26,13 +27,28 @@ MISTAKES_SHOWN = 36  # The grid in mistakes.png (6 x 6).
 MISTAKES_LISTED = 200  # Rows of mistakes.csv.
 
 
-def split_inputs(run: finished.Run, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_data(run: finished.Run, data_dir: str = ""):
+  """(raw data, (train, val, test)) of a finished run, cut as its training cut them.
+
+  The data is read from `data_dir`, else where the run read it (training
+  records that folder in WORKDIR/config.json, so a new shell needs neither the
+  flag nor $JAXLEARN_DATA_DIR), else as training looks for it.
+  """
+  data_config = copy.deepcopy(run.config.data)
+  data_config.dir = data_dir or data_config.dir
+  try:
+    raw = data.load_raw(data_config, run.config.seed)
+  except DataError as e:  # Its hints name training's flag; this command takes --data_dir.
+    raise type(e)(str(e).replace("--config.data.dir=", "--data_dir=")) from None
+  return raw, pipeline.split_raw(raw, data_config, run.config.seed)
+
+
+def split_inputs(run: finished.Run, split: str,
+                 data_dir: str = "") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(raw inputs, stored inputs, targets) of `split`, cut as the training run cut it."""
   if split not in SPLITS:
     raise ConfigError(f"--split={split!r}; choose one of {SPLITS}.")
-  config = run.config
-  raw = data.load_raw(config.data, config.seed)
-  train, val, test = pipeline.split_raw(raw, config.data, config.seed)
+  raw, (_, val, test) = run_data(run, data_dir)
   inputs, targets = {"val": val, "test": test}[split]
   return inputs, pipeline.to_stored(raw.kind, run.preprocessing, inputs), targets
 
@@ -58,7 +74,7 @@ def make_report(task: str, targets: np.ndarray, outputs: np.ndarray, names: list
 
 
 def evaluate_run(workdir: str, split: str = "test", batch_size: int = 0,
-                 figures: bool = True) -> dict:
+                 figures: bool = True, data_dir: str = "") -> dict:
   """Writes WORKDIR/evaluation/<split>/ (see the module docstring); returns the report.
 
   >>> import tempfile
@@ -72,7 +88,7 @@ def evaluate_run(workdir: str, split: str = "test", batch_size: int = 0,
   """
   predictor = inference.load_predictor(workdir)
   run = predictor.run
-  raw_inputs, stored, targets = split_inputs(run, split)
+  raw_inputs, stored, targets = split_inputs(run, split, data_dir)
   outputs = predict_in_batches(predictor, stored, batch_size or run.config.eval_batch_size)
   report = make_report(run.task, targets, outputs, predictor.class_names)
   report = {"split": split, "task": run.task, "workdir": os.path.abspath(workdir), **report}

@@ -10,6 +10,7 @@ validation decides), `progress` (records, summary), `runs.workdir` (the files).
 """
 
 import dataclasses
+import os
 import time
 from typing import Callable
 
@@ -18,7 +19,7 @@ import jax
 
 from jaxlearn import config as config_lib, data
 from jaxlearn.core import parallel, state as state_lib, tasks
-from jaxlearn.data import augment as augmentation, pipeline
+from jaxlearn.data import augment as augmentation, pipeline, sources
 from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
 from jaxlearn.runs import build, checkpoint, workdir as workdir_lib
 from jaxlearn.training import compiled, distill, distributed, divergence, interrupts, metric_values
@@ -87,7 +88,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
     loop = _Loop(config, run_dir, mesh, task, splits, batches, checkpoints, shardings, loss_fn)
     try:
       state, progress = _resume(state, checkpoints, config, saved_config, shardings)
-      _write_json(run_dir.config, workdir_lib.config_record(config))
+      _write_json(run_dir.config, _config_record(config))
       _write_json(run_dir.preprocessing, {**splits.preprocessing, "model_dims": dims})
       progress, test_metrics = _train_and_test(loop, state, progress)
     except NonFiniteLossError as e:
@@ -234,6 +235,15 @@ def _interrupted(state, checkpoints) -> TrainingInterrupted:
   return TrainingInterrupted(
       f"Stopped at step {int(state.step)}; the latest checkpoint in {checkpoints.directory} "
       "holds it. Rerun the same command to resume.")
+
+
+def _config_record(config) -> dict:
+  """WORKDIR/config.json: the config, with the data folder the run read (resolved, absolute),
+  so that evaluating it later from another shell or folder finds the same data."""
+  record = workdir_lib.config_record(config)
+  root = sources.resolve_data_dir(config.data)
+  record["data"]["dir"] = os.path.abspath(os.path.expanduser(root)) if root else ""
+  return record
 
 
 def _write_json(path: str, value) -> None:
