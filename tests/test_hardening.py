@@ -337,3 +337,28 @@ def test_a_workdir_remembers_where_its_data_came_from(tmp_path, monkeypatch):
   assert "--config.data.dir" not in str(error.value)
   moved = evaluate.evaluate_run(workdir, data_dir=str(tmp_path / "moved"))
   assert moved["accuracy"] == report["accuracy"]
+
+
+def test_a_truncated_best_checkpoint_is_one_paragraph_on_the_command_line(finished_runs,
+                                                                          tmp_path):
+  import shutil  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from tests.conftest import PROJECT_ROOT  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "lenet"
+  shutil.copytree(finished_runs["lenet"], workdir)
+  (best,) = glob.glob(str(workdir / "checkpoints" / "best" / "*"))
+  files = [f for f in glob.glob(os.path.join(best, "state", "**"), recursive=True)
+           if os.path.isfile(f) and os.sep + "d" + os.sep in f]
+  path = max(files, key=os.path.getsize)
+  data = open(path, "rb").read()
+  open(path, "wb").write(data[:len(data) // 3])
+  before = _tree(workdir)
+  result = subprocess.run([sys.executable, "-m", "jaxlearn.evaluate", f"--workdir={workdir}"],
+                          cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert len(lines) == 1 and lines[0].startswith("jaxlearn: error: The checkpoint "), \
+      result.stderr
+  assert "corrupt or incomplete" in lines[0] and len(lines[0]) < 800
+  assert _tree(workdir) == before

@@ -263,7 +263,7 @@ def _check_matches(stored, target, where: str) -> None:
 
 def _corrupt(where: str, error: Exception) -> CheckpointError:
   # The first line of the reader's error: TensorStore's run to dozens of lines.
-  detail = (str(error).strip().splitlines() or [""])[0][:300]
+  detail = (str(error).strip().splitlines() or [""])[0].split(" See full TensorStore")[0][:300]
   return CheckpointError(
       f"The checkpoint {where} could not be read ({type(error).__name__}: {detail}); it is "
       "corrupt or incomplete. Move that step directory aside to resume from the one before it, "
