@@ -362,3 +362,37 @@ def test_a_truncated_best_checkpoint_is_one_paragraph_on_the_command_line(finish
       result.stderr
   assert "corrupt or incomplete" in lines[0] and len(lines[0]) < 800
   assert _tree(workdir) == before
+
+
+def test_tritons_http_client_reads_the_open_inference_protocol(finished_runs, test_images_u8):
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  tritonclient = pytest.importorskip("tritonclient.http")
+  from jaxlearn.runs import inference  # pylint: disable=import-outside-toplevel
+  from tests.test_serve import Server  # pylint: disable=import-outside-toplevel
+  server = Server(f"--workdir={finished_runs['lenet']}")
+  try:
+    client = tritonclient.InferenceServerClient(f"127.0.0.1:{server.port}")
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("lenet5")
+    metadata = client.get_model_metadata("lenet5")
+    assert metadata["inputs"] == [{"name": "input", "datatype": "UINT8",
+                                   "shape": [-1, 28, 28, 1]}]
+    assert metadata["outputs"] == [{"name": "output", "datatype": "FP32", "shape": [-1, 10]}]
+    tensor = tritonclient.InferInput("input", list(test_images_u8.shape), "UINT8")
+    tensor.set_data_from_numpy(test_images_u8, binary_data=False)
+    result = client.infer("lenet5", [tensor],
+                          outputs=[tritonclient.InferRequestedOutput("output", binary_data=False)])
+    expected = inference.load_predictor(finished_runs["lenet"]).predict_stored(test_images_u8)
+    np.testing.assert_allclose(result.as_numpy("output"), expected, rtol=1e-5, atol=1e-6)
+    wrong = tritonclient.InferInput("input", [1, 28, 28], "UINT8")
+    wrong.set_data_from_numpy(test_images_u8[:1, ..., 0], binary_data=False)
+    with pytest.raises(Exception, match=r"inputs\[0\] has shape \[1, 28, 28\]; the model takes "
+                                        r"one input tensor UINT8 shaped \[N, 28, 28, 1\]"):
+      client.infer("lenet5", [wrong])
+  finally:
+    assert server.stop() == 0
+
+
+@pytest.fixture
+def test_images_u8(finished_runs):
+  return _digits(finished_runs, 5)[..., None]

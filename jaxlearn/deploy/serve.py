@@ -2,12 +2,17 @@
 
 The library part of `python -m jaxlearn.serve --workdir=W` (or `--export_dir=DIR`):
 
-Routes (NAME is --model_name, by default the run's model.name):
+Routes (NAME is --model_name, by default the run's model.name), TF Serving's and KServe v1's:
   GET  /healthz                      {"status": "ok"}
   GET  /v1/models/NAME               {"name", "ready": true, "task", "input", "class_names", ...}
   POST /v1/models/NAME:predict       {"instances": [...]} -> {"predictions": [...]}
   POST /predict                      a multipart image upload (field "file")
-  GET  /                             a demo page: draw or upload an image, or type a text
+  GET  /                             a demo page for a browser; {"status": "alive"} for a
+                                     client asking for JSON (KServe v1's liveness)
+and the Open Inference Protocol (KServe v2, Triton's HTTP/REST API, JSON tensors):
+  GET  /v2, /v2/health/live, /v2/health/ready, /v2/models/NAME, /v2/models/NAME/ready
+  POST /v2/models/NAME/infer         {"inputs": [{"name", "shape": [N, ...], "datatype", "data"}]}
+                                     -> {"outputs": [{"name": "output", "shape", "data", ...}]}
 
 An instance is one raw input: a nested list of pixels or numbers, {"b64": "..."}
 image bytes, a string for text models, or a {column: value} row for tables.
@@ -146,6 +151,46 @@ class Batcher:
       start += len(x)
 
 
+# Stored dtypes as the Open Inference Protocol names them.
+V2_DATATYPES = {"uint8": "UINT8", "int32": "INT32", "float32": "FP32"}
+
+
+def v2_tensor(payload, spec: inputs_lib.InputSpec, max_instances: int) -> np.ndarray:
+  """The one input tensor of an Open Inference Protocol request, checked against the model."""
+  dims = ", ".join(map(str, spec.shape))
+  wanted = f"one input tensor {V2_DATATYPES[spec.dtype]} shaped [N, {dims}]"
+  tensors = payload.get("inputs") if isinstance(payload, dict) else None
+  if not isinstance(tensors, list) or len(tensors) != 1 or not isinstance(tensors[0], dict):
+    raise InputError(f'The body must be {{"inputs": [...]}} with {wanted}.')
+  tensor = tensors[0]
+  shape, datatype, data = tensor.get("shape"), tensor.get("datatype"), tensor.get("data")
+  if datatype != V2_DATATYPES[spec.dtype]:
+    raise InputError(f"inputs[0] has datatype {datatype!r}; the model takes {wanted}.")
+  if not isinstance(shape, list) or tuple(shape[1:]) != spec.shape or not shape or \
+      not isinstance(shape[0], int) or shape[0] < 1:
+    raise InputError(f"inputs[0] has shape {shape}; the model takes {wanted}.")
+  if shape[0] > max_instances:
+    raise InputError(f"inputs[0] holds {shape[0]} examples; this server takes at most "
+                     f"{max_instances} per request (--max_instances).")
+  try:
+    array = np.asarray(data, spec.dtype)
+  except (TypeError, ValueError, OverflowError) as e:
+    raise InputError(f"inputs[0].data is not a list of numbers ({e}); the model takes {wanted}."
+                     ) from e
+  if array.size != int(np.prod(shape)):
+    raise InputError(f"inputs[0].data holds {array.size} values; shape {shape} needs "
+                     f"{int(np.prod(shape))}.")
+  return array.reshape(shape)
+
+
+def _version() -> str:
+  from importlib import metadata  # pylint: disable=import-outside-toplevel
+  try:
+    return metadata.version("jaxlearn")
+  except metadata.PackageNotFoundError:
+    return "unknown"
+
+
 def decode_instance(instance, spec: inputs_lib.InputSpec,
                     max_pixels: int = 0) -> tuple[np.ndarray, list[str], int]:
   """One JSON instance -> (a stored example, its notes, the pixels decoded for it).
@@ -268,6 +313,59 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
   async def bad_input(request, e):
     del request
     return error(400, str(e))
+
+  # The Open Inference Protocol (KServe v2, Triton's HTTP API): tensors as stored in, the
+  # model's outputs (probabilities, or values) out, as JSON.
+  v2_input = {"name": "input", "datatype": V2_DATATYPES[model.spec.dtype],
+              "shape": [-1, *model.spec.shape]}
+  output_width = len(model.class_names) if model.task == "classification" else None
+  v2_output = {"name": "output", "datatype": "FP32",
+               "shape": [-1] + ([output_width] if output_width else [])}
+
+  def v2_model_or_404(name: str):
+    return None if name == model.name else error(
+        404, f"No model {name!r}; this server serves {model.name!r}.")
+
+  @app.get("/v2")
+  async def v2_server():
+    return {"name": "jaxlearn", "version": _version(), "extensions": []}
+
+  @app.get("/v2/health/live")
+  async def v2_live():
+    return {"live": True}
+
+  @app.get("/v2/health/ready")
+  async def v2_ready():
+    return {"ready": True}
+
+  @app.get("/v2/models/{name}")
+  async def v2_model(name: str):
+    return v2_model_or_404(name) or {"name": model.name, "versions": ["1"], "platform": "jax",
+                                     "inputs": [v2_input], "outputs": [v2_output]}
+
+  @app.get("/v2/models/{name}/ready")
+  async def v2_model_ready(name: str):
+    return v2_model_or_404(name) or {"name": model.name, "ready": True}
+
+  @app.post("/v2/models/{name}/infer")
+  async def v2_infer(name: str, request: Request):
+    missing = v2_model_or_404(name)
+    if missing:
+      return missing
+    body = await read_body(request)
+    try:
+      payload = loads(body)
+    except (ValueError, UnicodeDecodeError) as e:
+      return error(400, f"The body is not valid JSON ({e}); send {{\"inputs\": [...]}} "
+                   "(binary tensors are not supported: use binary_data=False).")
+    stored = v2_tensor(payload, model.spec, max_instances)
+    outputs = np.asarray(await batcher.run(stored), np.float32)
+    result = {"model_name": model.name, "model_version": "1",
+              "outputs": [{**v2_output, "shape": list(outputs.shape),
+                           "data": outputs.ravel().tolist()}]}
+    if isinstance(payload.get("id"), str):
+      result["id"] = payload["id"]
+    return responses.Response(dumps(result), media_type="application/json")
 
   @app.get("/healthz")
   async def healthz():
