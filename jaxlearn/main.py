@@ -68,6 +68,15 @@ def _only_jaxlearn_info(record) -> bool:
   return record.levelno >= std_logging.WARNING or "jaxlearn" in record.pathname
 
 
+def _keep_the_log_in(workdir: str) -> None:
+  """The full log (absl's format) also goes to WORKDIR/train.log (see cli.RunLog)."""
+  from jaxlearn.runs.workdir import RunDir  # pylint: disable=import-outside-toplevel
+  run_dir = RunDir(workdir)
+  run_log = cli.RunLog(run_dir.log, run_dir.metrics)
+  run_log.addFilter(_only_jaxlearn_info)
+  std_logging.getLogger().addHandler(run_log)
+
+
 def _exit_interrupted(when: str):
   print(f"\njaxlearn: stopped by Ctrl-C or SIGTERM {when}.", file=sys.stderr)
   sys.exit(EXIT_INTERRUPTED)
@@ -79,11 +88,6 @@ def main(argv):
   logging.get_absl_handler().python_handler.addFilter(_only_jaxlearn_info)
   if not _LOG_PREFIX.value:
     cli.log_plainly()
-  from jaxlearn.runs.workdir import RunDir  # pylint: disable=import-outside-toplevel
-  run_dir = RunDir(_WORKDIR.value)
-  run_log = cli.RunLog(run_dir.log, run_dir.metrics)
-  run_log.addFilter(_only_jaxlearn_info)
-  std_logging.getLogger().addHandler(run_log)
   try:
     # pylint: disable-next=import-outside-toplevel
     from jaxlearn.errors import JaxlearnError, TrainingInterrupted
@@ -91,7 +95,9 @@ def main(argv):
     try:
       distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                              _HEARTBEAT.value)
-      if not distributed.is_primary():  # Process 0 speaks for the run.
+      if distributed.is_primary():  # Process 0 speaks for the run, and keeps its log.
+        _keep_the_log_in(_WORKDIR.value)
+      else:
         logging.set_verbosity(logging.WARNING)
       summary = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except JaxlearnError as e:

@@ -188,3 +188,18 @@ def test_a_corrupt_best_checkpoint_is_one_message_and_changes_nothing(tmp_path):
   assert re.search(r"jaxlearn: error: The checkpoint \S+/best/\d+ could not be read .*"
                    "Nothing was changed in the workdir.", result.stderr)  # ... one message.
   assert _tree(tmp_path / "w") == before  # Not even an empty TensorBoard event file.
+
+
+def test_the_console_is_plain_and_the_workdir_keeps_the_full_log(tmp_path):
+  root = make_fake_mnist(tmp_path / "data")
+  args = (f"--workdir={tmp_path / 'w'}", f"--config.data.dir={root}", "--config.num_epochs=1",
+          "--config.batch_size=64")
+  result = _main(*args)
+  assert result.returncode == 0, result.stderr
+  epoch = next(line for line in result.stderr.splitlines() if "Epoch 1/1:" in line)
+  assert epoch.startswith("Epoch 1/1: train accuracy ")  # No absl prefix on the console.
+  log = (tmp_path / "w" / "train.log").read_text()
+  assert re.search(r"^I\d{4} [\d:.]+ +\d+ progress\.py:\d+\] Epoch 1/1: train accuracy ", log,
+                   re.M)
+  prefixed = _main(*args, "--log_prefix")  # A re-test of the finished run, prefixed.
+  assert re.search(r"^I\d{4} .*\] .*already holds all 1 epochs", prefixed.stderr, re.M)
