@@ -271,6 +271,7 @@ def create_app(model: ServedModel, *, max_body_bytes: int = 10_000_000,
     batcher.start()
     yield
     await batcher.stop()
+    decoders.shutdown(wait=False, cancel_futures=True)
 
   app = FastAPI(title=f"jaxlearn: {model.name}", lifespan=lifespan, docs_url=None,
                 redoc_url=None)
