@@ -25,7 +25,7 @@ def main(argv):
     raise InputError("Pass one of --workdir (a finished run) or --export_dir (an export).")
   model = (serve.from_workdir(values.workdir, values.model_name) if values.workdir
            else serve.from_export_dir(values.export_dir, values.model_name))
-  serve.check_port_free(values.host, values.port)  # Before compiling, which takes seconds.
+  sock = serve.bind(values.host, values.port)  # Before compiling, which takes seconds.
   started = time.perf_counter()
   app = serve.create_app(model, max_body_bytes=values.max_body_bytes,
                          max_instances=values.max_instances,
@@ -34,7 +34,7 @@ def main(argv):
         f"http://{values.host}:{values.port}/ ; compiled batch sizes {list(serve.BATCH_SIZES)} "
         f"in {time.perf_counter() - started:.1f} s. POST /v1/models/{model.name}:predict",
         flush=True)
-  if serve.serve_until_stopped(app, values.host, values.port, values.log_level):
+  if serve.serve_until_stopped(app, sock, values.log_level):
     print("\njaxlearn: stopped by SIGINT after finishing the requests in flight.",
           file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)

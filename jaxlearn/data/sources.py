@@ -6,6 +6,8 @@ normalisation / vocabulary / encoders on the training split only, and never
 cares which loader ran (local files, TFDS, a generator or the user's arrays).
 """
 
+import contextlib
+import contextvars
 import io
 import os
 from typing import Callable, NamedTuple
@@ -80,9 +82,24 @@ def local_or_tfds(data_config, read_local: Callable[[str], RawData],
   return read_local(directory)
 
 
+# The flag a missing-data message tells the user to pass: training's, unless a command that
+# takes its own (evaluate's --data_dir) reads the data inside `data_dir_flag(...)`.
+_DATA_DIR_FLAG = contextvars.ContextVar("data_dir_flag", default="--config.data.dir")
+
+
+@contextlib.contextmanager
+def data_dir_flag(flag: str):
+  """Within it, missing-data messages name `flag` for the data root."""
+  token = _DATA_DIR_FLAG.set(flag)
+  try:
+    yield
+  finally:
+    _DATA_DIR_FLAG.reset(token)
+
+
 def elsewhere(name: str) -> str:
   """The end of every missing-data message: the other ways to get dataset `name`."""
-  return (f"and pass --config.data.dir=ROOT (or set {DATA_DIR_ENV}=ROOT); or point "
+  return (f"and pass {_DATA_DIR_FLAG.get()}=ROOT (or set {DATA_DIR_ENV}=ROOT); or point "
           f"--config.data.mirror=URL (or {download.MIRROR_ENV}) at a copy laid out as "
           f"URL/{name}/<file>; or read TensorFlow Datasets with --config.data.source=tfds "
           "(pip install 'jaxlearn[tfds]').")

@@ -448,19 +448,24 @@ class _TooLarge(Exception):
     self.size = size  # e.g. "12000000 bytes", "over 10000000 bytes"
 
 
-def check_port_free(host: str, port: int) -> None:
-  """Raises an InputError when `port` on `host` cannot be bound (in use, or not an address)."""
+def bind(host: str, port: int):
+  """The listening socket the server will use, bound now (before compiling, which takes
+  seconds), so "Serving on" is printed only for a port that really is ours.
+
+  Raises an InputError when `port` on `host` cannot be bound (in use, or not an address).
+  """
   import socket  # pylint: disable=import-outside-toplevel
   try:
-    with socket.create_server((host, port), reuse_port=False):
-      pass
-  except OSError as e:
-    raise InputError(f"Cannot listen on {host}:{port} ({e.strerror or e}); another server may "
+    return socket.create_server((host, port), reuse_port=False)
+  except (OSError, OverflowError) as e:
+    reason = getattr(e, "strerror", None) or e
+    raise InputError(f"Cannot listen on {host}:{port} ({reason}); another server may "
                      "be using the port: pass another --port, or stop that server.") from e
 
 
-def serve_until_stopped(app, host: str, port: int, log_level: str = "warning") -> bool:
-  """Runs `app` with uvicorn until SIGTERM or Ctrl-C; True if it was Ctrl-C (SIGINT).
+def serve_until_stopped(app, sock, log_level: str = "warning") -> bool:
+  """Runs `app` with uvicorn on the bound `sock` until SIGTERM or Ctrl-C; True if it was
+  Ctrl-C (SIGINT).
 
   uvicorn drains the requests in flight on either signal, then raises the
   signal again for the handler it found: these, which only note it.
@@ -469,5 +474,7 @@ def serve_until_stopped(app, host: str, port: int, log_level: str = "warning") -
   received = []
   for stop_signal in (signal.SIGINT, signal.SIGTERM):
     signal.signal(stop_signal, lambda signum, _: received.append(signum))
-  uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+  host, port = sock.getsockname()[:2]
+  config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+  uvicorn.Server(config).run(sockets=[sock])
   return signal.SIGINT in received

@@ -17,8 +17,8 @@ import os
 import numpy as np
 
 from jaxlearn import data
-from jaxlearn.data import pipeline
-from jaxlearn.errors import ConfigError, DataError
+from jaxlearn.data import pipeline, sources
+from jaxlearn.errors import ConfigError
 from jaxlearn.evaluation import analysis
 from jaxlearn.runs import finished, inference, workdir as workdir_lib
 
@@ -36,10 +36,8 @@ def run_data(run: finished.Run, data_dir: str = ""):
   """
   data_config = copy.deepcopy(run.config.data)
   data_config.dir = data_dir or data_config.dir
-  try:
+  with sources.data_dir_flag("--data_dir"):  # The flag the after-training commands take.
     raw = data.load_raw(data_config, run.config.seed)
-  except DataError as e:  # Its hints name training's flag; this command takes --data_dir.
-    raise type(e)(str(e).replace("--config.data.dir=", "--data_dir=")) from None
   return raw, pipeline.split_raw(raw, data_config, run.config.seed)
 
 
