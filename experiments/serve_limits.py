@@ -10,21 +10,20 @@ pixels: refused by --max_pixels from the header, decoded in a thread pool otherw
 """
 
 import base64
-import logging
 import concurrent.futures
 import io
+import logging
 import os
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
-from absl import app, flags
 import httpx
 import numpy as np
+from absl import app, flags
 from PIL import Image
 
 flags.DEFINE_string("workdir", None, "A finished image classification run.", required=True)
@@ -105,7 +104,7 @@ def main(argv):
       alone = _healthz_ms(url)
       answers = []
 
-      def post():
+      def post(url=url, answers=answers):
         answers.append(httpx.post(f"{url}/v1/models/lenet5:predict",
                                   json={"instances": [{"b64": encoded}]}, timeout=300).status_code)
 

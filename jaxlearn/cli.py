@@ -175,6 +175,11 @@ class _PlainFormatter(std_logging.Formatter):
     return text if record.levelno == std_logging.INFO else f"{record.levelname}: {text}"
 
 
+def only_jaxlearn_info(record) -> bool:
+  """Keeps the log readable: INFO lines from jaxlearn, warnings and errors from anyone."""
+  return record.levelno >= std_logging.WARNING or "jaxlearn" in record.pathname
+
+
 def log_plainly() -> None:
   """The console shows each log line without absl's level, time and source prefix."""
   logging.get_absl_handler().setFormatter(_PlainFormatter())

@@ -63,17 +63,12 @@ def parse_flags(argv: list[str]) -> list[str]:
   return cli.parse_config_flags(argv, _CONFIG)
 
 
-def _only_jaxlearn_info(record) -> bool:
-  """Keeps the log readable: INFO lines from jaxlearn, warnings and errors from anyone."""
-  return record.levelno >= std_logging.WARNING or "jaxlearn" in record.pathname
-
-
 def _keep_the_log_in(workdir: str) -> None:
   """The full log (absl's format) also goes to WORKDIR/train.log (see cli.RunLog)."""
   from jaxlearn.runs.workdir import RunDir  # pylint: disable=import-outside-toplevel
   run_dir = RunDir(workdir)
   run_log = cli.RunLog(run_dir.log, run_dir.metrics)
-  run_log.addFilter(_only_jaxlearn_info)
+  run_log.addFilter(cli.only_jaxlearn_info)
   std_logging.getLogger().addHandler(run_log)
 
 
@@ -85,7 +80,7 @@ def _exit_interrupted(when: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().python_handler.addFilter(_only_jaxlearn_info)
+  logging.get_absl_handler().python_handler.addFilter(cli.only_jaxlearn_info)
   if not _LOG_PREFIX.value:
     cli.log_plainly()
   try:

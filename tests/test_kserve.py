@@ -8,6 +8,7 @@ their own: `pytest -m kserve tests/test_kserve.py` after `pip install -e ".[serv
 
 import asyncio
 
+import httpx
 import numpy as np
 import pytest
 
@@ -70,7 +71,7 @@ def test_kserve_v2_client_infers_json_tensors_and_reads_errors(finished_runs):
       try:
         await client.infer(base, kserve.InferRequest("lenet5", [wrong]), model_name="lenet5")
         error = None
-      except Exception as e:  # pylint: disable=broad-except  # httpx.HTTPStatusError
+      except httpx.HTTPStatusError as e:
         error = str(e)
       return live, ready, model_ready, response, error
     finally:

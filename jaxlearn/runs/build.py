@@ -74,16 +74,37 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
   sizes the data decides (see `data_dims`). Built by one compiled program: run
   eagerly, every initialiser of every layer shape would compile on its own.
   """
+  build = state_builder(config, steps_per_epoch, dims)
+  return jax.jit(lambda: build(config.seed), compiler_options=_run_once_options(config))()
+
+
+def create_states(config, steps_per_epoch: int, dims: dict | None, seeds,
+                  learning_rate: float) -> state_lib.TrainState:
+  """Trials of `config` stacked on a leading axis, one per seed, built by one program.
+
+  Their optimizer reads its rate from a schedule of base rate `learning_rate`,
+  times each trial's `lr_scale` (see `jaxlearn.core.optim`); a vectorised sweep
+  sets those (`jaxlearn.sweeps.vectorised`).
+  """
+  build = state_builder(config, steps_per_epoch, dims, learning_rate)
+  return jax.jit(jax.vmap(build), compiler_options=_run_once_options(config))(
+      jnp.asarray(seeds, jnp.uint32))
+
+
+def state_builder(config, steps_per_epoch: int, dims: dict | None = None,
+                  learning_rate: float | None = None):
+  """`build(seed) -> TrainState` (traceable, so it can be compiled and vmapped over seeds)."""
   updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
-  schedule = optim.make_schedule(config.schedule, config.optimizer.learning_rate,
-                                 updates_per_epoch, updates_per_epoch * config.num_epochs)
+  base_lr = config.optimizer.learning_rate if learning_rate is None else learning_rate
+  schedule = optim.make_schedule(config.schedule, base_lr, updates_per_epoch,
+                                 updates_per_epoch * config.num_epochs)
   freeze = paths.parse_patterns(config.freeze)
   tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze), config.prune,
                             updates_per_epoch)
   options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
 
-  def build():
-    model_key, step_key = jax.random.split(jax.random.PRNGKey(config.seed))
+  def build(seed):
+    model_key, step_key = jax.random.split(jax.random.PRNGKey(seed))
     model = build_model(config, nnx.Rngs(params=model_key), dims)
     init.initialise(model, config.init, jax.random.fold_in(model_key, 1))
     params = state_lib.pure(nnx.state(model, nnx.Param))
@@ -91,9 +112,12 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
     return state_lib.create_train_state(model, tx, step_key, **options,
                                         frozen_layers=frozen_layers)
 
+  return build
+
+
+def _run_once_options(config) -> dict:
   platform = jax.devices()[0].platform
-  compiler_options = xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}
-  return jax.jit(build, compiler_options=compiler_options)()
+  return xla_cpu.compiler_options("run_once", platform) if config.cpu_kernels else {}
 
 
 def start_from_checkpoint(state, source: str, include: str = "") -> state_lib.TrainState:

@@ -28,7 +28,8 @@ from jaxlearn.training.epoch import EpochRunner, evaluate
 from jaxlearn.training.progress import Progress, make_summary
 
 
-def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) -> dict:
+def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
+                       after_epoch: Callable[[int, dict], str] | None = None) -> dict:
   """Trains, keeps the best checkpoint by validation metric, tests it; returns the summary.
 
   Args:
@@ -38,6 +39,9 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
       the same one resumes.
     raw: your own dataset instead of the one config.data names (see
       `jaxlearn.data.from_arrays` / `from_source`).
+    after_epoch: `after_epoch(epoch, val_metrics) -> reason`, called after each
+      epoch's own policies; a non-empty reason stops the run there (a search's
+      pruner, see `jaxlearn.sweeps.search`).
 
   Returns:
     The summary (also WORKDIR/summary.json): `test_*` metrics of the best
@@ -85,10 +89,11 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None) ->
   run_dir = workdir_lib.RunDir(workdir)
   with workdir_lib.claim(workdir, config, distributed.is_primary()) as saved_config:
     checkpoints = checkpoint.Checkpoints(workdir)
-    loop = _Loop(config, run_dir, mesh, task, splits, batches, checkpoints, shardings, loss_fn)
+    loop = _Loop(config, run_dir, mesh, task, splits, batches, checkpoints, shardings, loss_fn,
+                 after_epoch)
     try:
       state, progress = _resume(state, checkpoints, config, saved_config, shardings)
-      _write_json(run_dir.config, _config_record(config))
+      _write_json(run_dir.config, run_record(config))
       _write_json(run_dir.preprocessing, {**splits.preprocessing, "model_dims": dims})
       progress, test_metrics = _train_and_test(loop, state, progress)
     except NonFiniteLossError as e:
@@ -114,6 +119,7 @@ class _Loop:
   checkpoints: checkpoint.Checkpoints
   shardings: object  # of the train state (parallel.state_sharding)
   loss_fn: Callable | None  # the distillation loss, or None for the task's
+  after_epoch: Callable[[int, dict], str] | None = None  # see train_and_evaluate
 
 
 def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, dict]:
@@ -150,6 +156,8 @@ def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, d
         state = policies.after_validation(state, progress, epoch, train_metrics, val_metrics,
                                           config, time.time() - started, chance,
                                           save_best=checkpoints.save_best)
+        if not progress.stop_reason and loop.after_epoch is not None:
+          progress.stop_reason = loop.after_epoch(epoch, val_metrics)
         checkpoints.save_latest(state, dataclasses.asdict(progress))
         if stop.requested:  # Arrived during the epoch's last step, validation or saving.
           raise _interrupted(state, checkpoints)
@@ -237,7 +245,7 @@ def _interrupted(state, checkpoints) -> TrainingInterrupted:
       "holds it. Rerun the same command to resume.")
 
 
-def _config_record(config) -> dict:
+def run_record(config) -> dict:
   """WORKDIR/config.json: the config, with the data folder the run read (resolved, absolute),
   so that evaluating it later from another shell or folder finds the same data."""
   record = workdir_lib.config_record(config)

@@ -1,0 +1,339 @@
+"""Trials that differ only in their seed and learning rate, trained together as one program.
+
+The train states of a group's trials are stacked on a leading trial axis and
+the very step a single run compiles (`core.step.train_steps`) is `jax.vmap`ped
+over them, each trial reading its own batches (its seed's split and order) and
+its own learning rate (the optimizer's `lr_scale`, see `core.optim`). After
+each epoch every trial goes through the loop's policies as a single run would
+(`training.policies.after_validation`: its own best checkpoint, early stopping,
+divergence); a trial that stops, or whose loss turns non-finite, is masked out
+and the others go on. Each trial's workdir ends as a single run's does
+(config.json, preprocessing.json, checkpoints, metrics, summary.json), so
+`evaluate`, `predict` and `export` work on it and a single run can resume it.
+A group resumes from its trials' `latest` checkpoints when they all stand at
+the same epoch (an interrupted epoch is run again).
+"""
+
+import contextlib
+import dataclasses
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from jaxlearn import config as config_lib
+from jaxlearn import data, xla_cpu
+from jaxlearn.core import optim, parallel
+from jaxlearn.core.step import eval_step, train_steps
+from jaxlearn.data import augment as augmentation
+from jaxlearn.data import pipeline
+from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
+from jaxlearn.runs import build, checkpoint
+from jaxlearn.runs import workdir as workdir_lib
+from jaxlearn.training import (
+  compiled,
+  divergence,
+  interrupts,
+  nonfinite,
+  policies,
+  reporting,
+  train,
+)
+from jaxlearn.training.progress import Progress, make_summary
+
+# The config fields a vectorised group's trials may differ in.
+VECTORISED_KEYS = ("seed", "optimizer.learning_rate")
+
+
+def why_not_vectorised(config) -> str:
+  """'' when trials of `config` can train as one program, else why they run one by one."""
+  if config.data.get("pipeline", "memory") != "memory":
+    return "config.data.pipeline streams the data"
+  if config.schedule.name == "plateau":
+    return "the plateau schedule changes each trial's rate on its own"
+  if config.distill.teacher:
+    return "distillation reads a teacher"
+  if config.init.from_checkpoint:
+    return "config.init.from_checkpoint starts from saved weights"
+  if jax.device_count() > 1:
+    return "the trials of a group run on one device"
+  return ""
+
+
+def schedule_scales_with_rate(config) -> bool:
+  """Whether the schedule at base rate r is r times the schedule at rate 1 (then trials of
+  different rates share one schedule and differ in `lr_scale`)."""
+  steps, total = 7, 7 * config.num_epochs
+  rate = config.optimizer.learning_rate
+  unit = optim.make_schedule(config.schedule, 1.0, steps, total)
+  scaled = optim.make_schedule(config.schedule, rate, steps, total)
+  points = jnp.arange(total + 1)
+  expected = np.asarray(jax.vmap(scaled)(points))
+  got = np.asarray(jax.vmap(unit)(points)) * rate
+  # Up to float32 rounding, relative to the schedule's largest rate.
+  return bool(np.allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()))
+
+
+def _set_hyperparams(opt_state, learning_rate, lr_scale):
+  if hasattr(opt_state, "hyperparams"):
+    return opt_state._replace(hyperparams={**opt_state.hyperparams,
+                                           "learning_rate": learning_rate, "lr_scale": lr_scale})
+  return opt_state._replace(inner_opt_state=_set_hyperparams(opt_state.inner_opt_state,
+                                                             learning_rate, lr_scale))
+
+
+def _hyperparams(opt_state) -> dict:
+  return (opt_state.hyperparams if hasattr(opt_state, "hyperparams")
+          else _hyperparams(opt_state.inner_opt_state))
+
+
+def as_single_run(state):
+  """A trial's state as its single run holds it: the rate in `learning_rate`, `lr_scale` 1."""
+  h = _hyperparams(state.opt_state)
+  return state.replace(opt_state=_set_hyperparams(
+      state.opt_state, h["learning_rate"] * h["lr_scale"], jnp.ones_like(h["lr_scale"])))
+
+
+def as_group_member(state, rate: float):
+  """The inverse of `as_single_run`, for a group whose schedule has base rate 1."""
+  h = _hyperparams(state.opt_state)
+  return state.replace(opt_state=_set_hyperparams(
+      state.opt_state, h["learning_rate"] / rate, h["lr_scale"] * 0 + rate))
+
+
+@dataclasses.dataclass
+class _Trial:
+  """One trial of the group: its config, workdir and how far it has got."""
+  config: object
+  workdir: str
+  seed_index: int  # which of the group's data splits it reads
+  checkpoints: checkpoint.Checkpoints | None = None
+  reporter: reporting.Reporter | None = None
+  progress: Progress = dataclasses.field(default_factory=Progress)
+  watch: nonfinite.Watch | None = None
+  failure: str = ""  # the error that ended it (a non-finite loss)
+
+  @property
+  def active(self) -> bool:
+    return not (self.progress.stop_reason or self.failure
+                or self.progress.epochs_done >= self.config.num_epochs)
+
+
+def train_group(configs: list, workdirs: list[str]) -> list[dict | Exception]:
+  """Trains `configs` (differing only in VECTORISED_KEYS) together; each trial's summary, or
+  the error that ended it (a DivergedError / NonFiniteLossError, as its single run raises)."""
+  base = configs[0]
+  for config in configs:
+    config_lib.validate(config, jax.device_count())
+  compiled.use_compilation_cache(base.compilation_cache_dir)
+  mesh = parallel.make_mesh()
+  seeds = sorted({c.seed for c in configs})
+  splits, task = {}, None
+  for seed in seeds:
+    raw = data.load_raw(base.data, seed)
+    task, splits[seed] = build.prepare_task(base, data.make_splits(raw, base.data, seed))
+  dims = [build.data_dims(splits[s], task) for s in seeds]
+  if any(d != dims[0] for d in dims):
+    raise ValueError("the trials' data differ in size by seed")
+  trials = [_Trial(c, w, seeds.index(c.seed)) for c, w in zip(configs, workdirs)]
+  steps_per_epoch = pipeline.num_train_steps(len(splits[seeds[0]].train["targets"]),
+                                             base.batch_size)
+  rates = jnp.asarray([c.optimizer.learning_rate for c in configs], jnp.float32)
+  fresh = build.create_states(base, steps_per_epoch, dims[0], [c.seed for c in configs], 1.0)
+  fresh = fresh.replace(opt_state=_set_hyperparams(
+      fresh.opt_state, _hyperparams(fresh.opt_state)["learning_rate"], rates))
+  logging.info("Vectorised group of %d trials (%s): one program, %d steps per epoch.",
+               len(trials), ", ".join(workdirs), steps_per_epoch)
+  with contextlib.ExitStack() as stack:
+    for trial in trials:
+      stack.enter_context(workdir_lib.claim(trial.workdir, trial.config))
+      trial.checkpoints = checkpoint.Checkpoints(trial.workdir)
+      stack.callback(trial.checkpoints.close)
+      trial.reporter = reporting.Reporter(trial.workdir)
+      stack.callback(trial.reporter.close)
+      trial.watch = nonfinite.Watch.from_config(trial.config)
+    states = _resume(trials, fresh)
+    for trial in trials:
+      run_dir = workdir_lib.RunDir(trial.workdir)
+      workdir_lib.write_json(run_dir.config, train.run_record(trial.config))
+      workdir_lib.write_json(run_dir.preprocessing, {**splits[seeds[trial.seed_index]]
+                                                     .preprocessing, "model_dims": dims[0]})
+    group = _Group(base, task, mesh, trials, splits, seeds, steps_per_epoch)
+    states = group.train(states)
+    return group.finish(states)
+
+
+def _resume(trials: list[_Trial], fresh):
+  """The stacked states to start from: each trial's latest checkpoint, or its fresh state."""
+  states = []
+  for t, trial in enumerate(trials):
+    rate = trial.config.optimizer.learning_rate
+    template = as_single_run(jax.tree.map(lambda a, t=t: a[t], fresh))
+    state, saved = trial.checkpoints.restore_latest(template)
+    if saved:
+      trial.progress = Progress(**saved)
+      if trial.progress.partial_epoch:  # Interrupted mid-epoch by a single run: not ours.
+        trial.progress.partial_epoch, trial.progress.data_position = [], None
+    states.append(as_group_member(state, rate))
+  done = {trial.progress.epochs_done for trial in trials if trial.active}
+  if len(done) > 1:
+    raise ValueError(f"the trials stand at different epochs {sorted(done)}")
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+
+
+@dataclasses.dataclass
+class _Group:
+  config: object
+  task: object
+  mesh: object
+  trials: list
+  splits: dict  # seed -> data.Splits
+  seeds: list
+  steps_per_epoch: int
+
+  def __post_init__(self):
+    c = self.config
+    platform = self.mesh.devices.flat[0].platform
+    self.transform = (xla_cpu.with_cpu_kernels
+                      if xla_cpu.enabled(c.cpu_kernels, platform) else None)
+    self.train_arrays = jax.device_put(_stack([self.splits[s].train for s in self.seeds]))
+    self.val = jax.device_put(_stack([pipeline.make_eval_batches(self.splits[s].val, c.eval_batch_size,
+                                                  self.mesh) for s in self.seeds]))
+    self.seed_index = jnp.asarray([t.seed_index for t in self.trials], jnp.int32)
+    self.chance = [divergence.chance_accuracy(self.task.name, self.splits[s].val["targets"])
+                   for s in self.seeds]
+    augment = augmentation.make_augment(c.augment)
+    skip = c.on_nonfinite == "skip"
+    max_count = c.steps_per_call
+
+    def one_chunk(state, seed_index, active, arrays, orders, first, count):
+      batch_at = lambda i: jax.tree.map(lambda a: a[seed_index, orders[seed_index, first + i]],
+                                        arrays)
+      new, metrics, health = train_steps(state, batch_at, count, max_count=max_count,
+                                         task=self.task, skip_nonfinite=skip, augment=augment,
+                                         model_transform=self.transform)
+      new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state)
+      return new, metrics, health
+
+    self.train_chunk = jax.jit(
+        jax.vmap(one_chunk, in_axes=(0, 0, 0, None, None, None, None)), donate_argnums=0)
+
+    def one_eval(state, seed_index, batches, i):
+      batch = jax.tree.map(lambda b: b[seed_index, i], batches)
+      return eval_step(state, batch, task=self.task, model_transform=self.transform)
+
+    self.eval_batch = jax.jit(jax.vmap(one_eval, in_axes=(0, 0, None, None)))
+    self.merge = jax.jit(jax.vmap(lambda a, b: a.merge(b)))
+    self.compute = jax.jit(jax.vmap(lambda m: m.compute()))
+
+  def _orders(self, epoch: int) -> jax.Array:
+    """Each seed's shuffled batch order for `epoch`, as its single run draws it."""
+    batcher = pipeline.make_epoch_batcher(self.config.batch_size, self.mesh)
+    return jnp.stack([batcher(self.splits[s].train, s, epoch).order for s in self.seeds])
+
+  def _scalars(self, merged, t: int) -> dict[str, float]:
+    return {k: float(v[t]) for k, v in jax.device_get(self.compute(merged)).items()}
+
+  def train(self, states):
+    c = self.config
+    first_epoch = min((t.progress.epochs_done for t in self.trials if t.active), default=None)
+    if first_epoch is None:
+      return states
+    with interrupts.catch_stop_signals() as stop:
+      for epoch in range(first_epoch, c.num_epochs):
+        if not any(t.active for t in self.trials):
+          break
+        started = time.time()
+        states, train_metrics = self._train_epoch(states, epoch, stop)
+        val_metrics = self._evaluate(states, self.val)
+        seconds = time.time() - started
+        for t, trial in enumerate(self.trials):
+          if trial.active:
+            self._after_validation(trial, states, t, epoch, train_metrics, val_metrics, seconds)
+        if stop.requested:
+          raise TrainingInterrupted(
+              f"Stopped after epoch {epoch + 1}; each trial's latest checkpoint holds it. Rerun "
+              "the same command to resume.")
+    return states
+
+  def _active(self) -> jax.Array:
+    return jnp.asarray([t.active for t in self.trials])
+
+  def _train_epoch(self, states, epoch: int, stop):
+    orders, active = self._orders(epoch), self._active()
+    merged, step, window = None, 0, 0
+    c = self.config
+    while step < self.steps_per_epoch:  # Chunked as a single run's loop chunks (its metrics).
+      count = min(c.steps_per_call, c.log_every_steps - window, self.steps_per_epoch - step)
+      states, metrics, health = self.train_chunk(states, self.seed_index, active,
+                                                 self.train_arrays, orders, step, count)
+      merged = metrics if merged is None else self.merge(merged, metrics)
+      step, window = step + count, (window + count) % c.log_every_steps
+      self._check_health(jax.device_get(health), count, epoch * self.steps_per_epoch + step)
+      active = self._active()
+      if stop.requested:
+        raise TrainingInterrupted(
+            f"Stopped during epoch {epoch + 1}; each trial's latest checkpoint holds the epoch "
+            "before. Rerun the same command to resume (the epoch is run again).")
+    return states, merged
+
+  def _check_health(self, health: dict, count: int, last_step: int) -> None:
+    for t, trial in enumerate(self.trials):
+      if trial.active:
+        try:
+          trial.watch.check({k: v[t][:count] for k, v in health.items()}, last_step)
+        except NonFiniteLossError as e:
+          trial.failure = str(e)
+          logging.warning("Trial %s stopped: %s", trial.workdir, e)
+
+  def _evaluate(self, states, batches):
+    num_batches = jax.tree.leaves(batches)[0].shape[1]
+    merged = None
+    for i in range(num_batches):
+      metrics = self.eval_batch(states, self.seed_index, batches, i)
+      merged = metrics if merged is None else self.merge(merged, metrics)
+    return merged
+
+  def _after_validation(self, trial: _Trial, states, t: int, epoch: int, train_metrics,
+                        val_metrics, seconds: float) -> None:
+    state = as_single_run(jax.tree.map(lambda a: a[t], states))
+    train_t, val_t = self._scalars(train_metrics, t), self._scalars(val_metrics, t)
+    step = int(state.step)
+    trial.reporter.write(step, "train", train_t, echo=False)
+    trial.reporter.write(step, "val", val_t, echo=False)
+    policies.after_validation(state, trial.progress, epoch, train_t, val_t, trial.config,
+                              seconds, self.chance[trial.seed_index],
+                              save_best=trial.checkpoints.save_best)
+    trial.checkpoints.save_latest(state, dataclasses.asdict(trial.progress))
+
+  def finish(self, states) -> list:
+    """Tests each trial's best checkpoint; writes its summary.json; its summary or error."""
+    test = jax.device_put(_stack([pipeline.make_eval_batches(
+        self.splits[s].test, self.config.eval_batch_size, self.mesh) for s in self.seeds]))
+    best = []
+    for t, trial in enumerate(self.trials):
+      template = as_single_run(jax.tree.map(lambda a, t=t: a[t], states))
+      if trial.failure or not trial.progress.history:
+        best.append(template)
+      else:
+        best.append(trial.checkpoints.restore_best(template)[0])
+    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *best)
+    test_metrics = self._evaluate(stacked, test)
+    results = []
+    for t, trial in enumerate(self.trials):
+      if trial.failure:
+        results.append(NonFiniteLossError(trial.failure))
+        continue
+      test_t = self._scalars(test_metrics, t)
+      trial.reporter.write(int(best[t].step), "test", test_t, echo=False)
+      summary = make_summary(trial.config, trial.progress, test_t)
+      workdir_lib.write_json(workdir_lib.RunDir(trial.workdir).summary, summary)
+      results.append(divergence.error(summary, trial.config)
+                     if trial.progress.stop_reason.startswith("diverged") else summary)
+    return results
+
+
+def _stack(trees: list):
+  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *trees)
