@@ -268,6 +268,12 @@ def _declare() -> tuple[ml_collections.ConfigDict, dict]:
   field("max_consecutive_nonfinite", 10, at_least(0, "use 0 or more"))
 
   field("log_every_steps", 100, at_least(1, "use 1 or more"))
+  # Weights & Biases (pip install 'jaxlearn[wandb]'): the config, every metric written, the
+  # test result and the evaluation's figures go to this project (empty: off). Runs of one
+  # sweep share a group (empty: the sweep's folder name, or none). WANDB_MODE=offline keeps
+  # them in WORKDIR/wandb/ for `wandb sync`.
+  field("logging.wandb_project", "", free("a W&B project name (empty: no W&B)"))
+  field("logging.wandb_group", "", free("a W&B group name (empty: none, or the sweep's)"))
   # Train steps per compiled call (one dispatch from Python); see core.step.train_steps.
   field("steps_per_call", 16, at_least(1, "use 1 or more"))
   field("progress_bar", True, flag())

@@ -20,7 +20,7 @@ from jaxlearn import data
 from jaxlearn.data import pipeline, sources
 from jaxlearn.errors import ConfigError
 from jaxlearn.evaluation import analysis
-from jaxlearn.runs import finished, inference, workdir as workdir_lib
+from jaxlearn.runs import finished, inference, tracking, workdir as workdir_lib
 
 SPLITS = workdir_lib.EVALUATED_SPLITS
 MISTAKES_SHOWN = 36  # The grid in mistakes.png (6 x 6).
@@ -102,7 +102,21 @@ def evaluate_run(workdir: str, split: str = "test", batch_size: int = 0,
     if figures:
       written += _figures(out_dir, run, report, stored, targets, outputs, predictor.class_names)
   report["files"] = [os.path.join(out_dir, name) for name in written]
+  _to_wandb(run, report, split)
   return report
+
+
+def _to_wandb(run: finished.Run, report: dict, split: str) -> None:
+  """The report's figures and headline numbers into the run's W&B run, if it has one."""
+  wandb = tracking.open_wandb(run.config, run.workdir)
+  if wandb is None:
+    return
+  try:
+    wandb.images(report["files"], f"evaluation_{split}")
+    wandb.summarise({f"test_{k}" if split == "test" else f"best_val_{k}": v
+                     for k, v in report.items() if isinstance(v, float)})
+  finally:
+    wandb.finish()
 
 
 def format_report(report: dict) -> str:

@@ -71,6 +71,10 @@ class RunDir:
     return self._path("tensorboard")
 
   @property
+  def wandb(self) -> str:
+    return self._path("wandb")
+
+  @property
   def log(self) -> str:
     return self._path("train.log")
 
@@ -111,7 +115,8 @@ MAY_CHANGE = frozenset({
     "num_epochs", "early_stopping.patience", "early_stopping.min_delta", "log_every_steps",
     "steps_per_call", "progress_bar", "eval_batch_size", "cpu_kernels",
     "compilation_cache_dir", "data.dir", "data.mirror", "data.workers", "data.tfds_data_dir",
-    "on_nonfinite", "max_consecutive_nonfinite", "sharding",
+    "on_nonfinite", "max_consecutive_nonfinite", "sharding", "logging.wandb_project",
+    "logging.wandb_group",
 })
 
 

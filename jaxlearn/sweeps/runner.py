@@ -46,6 +46,7 @@ def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None 
     rows = run(config, "/tmp/sweep", {"optimizer.learning_rate": [1e-3, 3e-3]}, seeds=[0, 1])
   """
   workdir = os.path.abspath(os.path.expanduser(str(workdir)))
+  config = with_wandb_group(config, workdir)
   if trials is None:
     grid = {k: list(v) for k, v in (grid or {}).items()}
     for key, values in grid.items():
@@ -80,6 +81,13 @@ def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None 
   logging.info("Sweep of %d trials done in %.1f s: %s", len(trials), time.time() - started,
                os.path.join(workdir, results.RESULTS_MD))
   return rows
+
+
+def with_wandb_group(config, workdir: str):
+  """`config` whose W&B runs (if any) are grouped under the sweep's folder name."""
+  if not config.logging.wandb_project or config.logging.wandb_group:
+    return config
+  return spec.with_values(config, {"logging.wandb_group": os.path.basename(workdir)})
 
 
 def claim_sweep(workdir: str, record: dict, config) -> None:

@@ -40,6 +40,7 @@ def run(config, workdir: str, space: dict, num_trials: int, sampler: str = "tpe"
     raise ConfigError(f"--sampler={sampler!r}; choose one of {SAMPLERS}.")
   optuna = _optuna()
   workdir = os.path.abspath(os.path.expanduser(str(workdir)))
+  config = runner.with_wandb_group(config, workdir)
   for key, distribution in space.items():  # Every key and its values checked before trial 0.
     spec.make_trial(config, {key: _example(distribution)})
   runner.claim_sweep(workdir, record or {

@@ -30,7 +30,7 @@ from jaxlearn.core.step import eval_step, train_steps
 from jaxlearn.data import augment as augmentation
 from jaxlearn.data import pipeline
 from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
-from jaxlearn.runs import build, checkpoint
+from jaxlearn.runs import build, checkpoint, tracking
 from jaxlearn.runs import workdir as workdir_lib
 from jaxlearn.training import (
   compiled,
@@ -103,6 +103,32 @@ def as_group_member(state, rate: float):
       state.opt_state, h["learning_rate"] / rate, h["lr_scale"] * 0 + rate))
 
 
+# How one program runs a group's trials: "vmap" batches every operation over the trial axis
+# (on a GPU or TPU the trials then fill the chip); "map" loops over the trials inside the
+# program (`jax.lax.map`). On a CPU, vmapped convolutions with per-trial weights become
+# grouped convolutions that XLA runs several times slower than the trials one by one
+# (experiments/bench_sweep.py), so the CPU loops.
+TRIAL_AXES = ("vmap", "map")
+
+
+def default_trial_axis(mesh) -> str:
+  return "map" if mesh.devices.flat[0].platform == "cpu" else "vmap"
+
+
+def over_trials(fn, num_shared: int, trial_axis: str):
+  """`fn(state, seed_index, active?, *shared)` applied to every trial of stacked arguments:
+  the first arguments carry the trial axis, the last `num_shared` are the same for all."""
+
+  def apply(*args):
+    split = len(args) - num_shared
+    per_trial, shared = args[:split], args[split:]
+    if trial_axis == "vmap":
+      return jax.vmap(lambda *xs: fn(*xs, *shared))(*per_trial)
+    return jax.lax.map(lambda xs: fn(*xs, *shared), per_trial)
+
+  return apply
+
+
 @dataclasses.dataclass
 class _Trial:
   """One trial of the group: its config, workdir and how far it has got."""
@@ -121,12 +147,17 @@ class _Trial:
                 or self.progress.epochs_done >= self.config.num_epochs)
 
 
-def train_group(configs: list, workdirs: list[str]) -> list[dict | Exception]:
+def train_group(configs: list, workdirs: list[str],
+                trial_axis: str = "") -> list[dict | Exception]:
   """Trains `configs` (differing only in VECTORISED_KEYS) together; each trial's summary, or
-  the error that ended it (a DivergedError / NonFiniteLossError, as its single run raises)."""
+  the error that ended it (a DivergedError / NonFiniteLossError, as its single run raises).
+
+  `trial_axis` (see TRIAL_AXES; default: by platform) is how the program runs the trials.
+  """
   base = configs[0]
   for config in configs:
     config_lib.validate(config, jax.device_count())
+    tracking.check_wandb(config)
   compiled.use_compilation_cache(base.compilation_cache_dir)
   mesh = parallel.make_mesh()
   seeds = sorted({c.seed for c in configs})
@@ -151,8 +182,11 @@ def train_group(configs: list, workdirs: list[str]) -> list[dict | Exception]:
       stack.enter_context(workdir_lib.claim(trial.workdir, trial.config))
       trial.checkpoints = checkpoint.Checkpoints(trial.workdir)
       stack.callback(trial.checkpoints.close)
-      trial.reporter = reporting.Reporter(trial.workdir)
+      trial.reporter = reporting.Reporter(trial.workdir,
+                                          tracking.open_wandb(trial.config, trial.workdir))
       stack.callback(trial.reporter.close)
+      if trial.reporter.wandb is not None:
+        stack.callback(trial.reporter.wandb.finish)
       trial.watch = nonfinite.Watch.from_config(trial.config)
     states = _resume(trials, fresh)
     for trial in trials:
@@ -160,7 +194,8 @@ def train_group(configs: list, workdirs: list[str]) -> list[dict | Exception]:
       workdir_lib.write_json(run_dir.config, train.run_record(trial.config))
       workdir_lib.write_json(run_dir.preprocessing, {**splits[seeds[trial.seed_index]]
                                                      .preprocessing, "model_dims": dims[0]})
-    group = _Group(base, task, mesh, trials, splits, seeds, steps_per_epoch)
+    group = _Group(base, task, mesh, trials, splits, seeds, steps_per_epoch,
+                   trial_axis or default_trial_axis(mesh))
     states = group.train(states)
     return group.finish(states)
 
@@ -192,6 +227,7 @@ class _Group:
   splits: dict  # seed -> data.Splits
   seeds: list
   steps_per_epoch: int
+  trial_axis: str  # see TRIAL_AXES
 
   def __post_init__(self):
     c = self.config
@@ -217,14 +253,17 @@ class _Group:
       new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state)
       return new, metrics, health
 
-    self.train_chunk = jax.jit(
-        jax.vmap(one_chunk, in_axes=(0, 0, 0, None, None, None, None)), donate_argnums=0)
+    cpu = self.transform is not None
+    options = lambda kind: xla_cpu.compiler_options(kind, platform) if cpu else {}
+    self.train_chunk = jax.jit(over_trials(one_chunk, 4, self.trial_axis), donate_argnums=0,
+                               compiler_options=options("train"))
 
     def one_eval(state, seed_index, batches, i):
       batch = jax.tree.map(lambda b: b[seed_index, i], batches)
       return eval_step(state, batch, task=self.task, model_transform=self.transform)
 
-    self.eval_batch = jax.jit(jax.vmap(one_eval, in_axes=(0, 0, None, None)))
+    self.eval_batch = jax.jit(over_trials(one_eval, 2, self.trial_axis),
+                              compiler_options=options("eval"))
     self.merge = jax.jit(jax.vmap(lambda a, b: a.merge(b)))
     self.compute = jax.jit(jax.vmap(lambda m: m.compute()))
 
@@ -330,6 +369,9 @@ class _Group:
       trial.reporter.write(int(best[t].step), "test", test_t, echo=False)
       summary = make_summary(trial.config, trial.progress, test_t)
       workdir_lib.write_json(workdir_lib.RunDir(trial.workdir).summary, summary)
+      tracking.write_hparams(trial.workdir, trial.config, summary)
+      if trial.reporter.wandb is not None:
+        trial.reporter.wandb.summarise(summary)
       results.append(divergence.error(summary, trial.config)
                      if trial.progress.stop_reason.startswith("diverged") else summary)
     return results

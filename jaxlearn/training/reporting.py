@@ -2,44 +2,29 @@
 
 import json
 import math
-import sys
 
 from absl import logging
 from tqdm.auto import tqdm
 
+from jaxlearn.runs import tracking
 from jaxlearn.runs.workdir import RunDir, json_safe
 
 
-def _import_tensorboardx():
-  """tensorboardX, imported without PyTorch unless PyTorch is already loaded.
-
-  tensorboardX imports PyTorch whenever it is installed (a second or more of
-  start-up), only so that it can also accept torch tensors; jaxlearn writes floats.
-  """
-  if "torch" in sys.modules:
-    import tensorboardX  # pylint: disable=import-outside-toplevel
-    return tensorboardX
-  sys.modules["torch"] = None  # `import torch` now raises ImportError.
-  try:
-    import tensorboardX  # pylint: disable=import-outside-toplevel
-  finally:
-    del sys.modules["torch"]
-  return tensorboardX
-
-
-tensorboardX = _import_tensorboardx()
+tensorboardX = tracking.import_tensorboardx()
 
 
 class Reporter:
   """Writes each batch of scalars to the log, WORKDIR/tensorboard and WORKDIR/metrics.jsonl.
 
   The event files need no TensorFlow to read (`tensorboard --logdir WORKDIR`);
-  the JSON lines are one `{"step", "split", <metric>: value}` object per write.
+  the JSON lines are one `{"step", "split", <metric>: value}` object per write;
+  with a W&B run (`runs.tracking.open_wandb`) every write goes there too.
   """
 
-  def __init__(self, workdir: str | None):
+  def __init__(self, workdir: str | None, wandb: tracking.WandbRun | None = None):
     # None: writes nothing (a process other than the primary one).
     self._run_dir = RunDir(workdir) if workdir is not None else None
+    self.wandb = wandb  # also writes there (config.logging.wandb_project)
     self._tensorboard = None  # Opened by the first write: a run that fails first leaves no file.
     self._jsonl = None
 
@@ -61,11 +46,15 @@ class Reporter:
       self._tensorboard.add_scalar(f"{split}/{name}", value, step)
     self._jsonl.write(json.dumps(json_safe({"step": step, "split": split, **scalars})) + "\n")
     self._jsonl.flush()
+    if self.wandb is not None:
+      self.wandb.log(step, split, scalars)
 
   def close(self) -> None:
+    """Closes the files (the W&B run is its opener's to finish)."""
     if self._jsonl is not None:
       self._tensorboard.close()
       self._jsonl.close()
+      self._jsonl = None
 
 
 def progress_bar(enabled: bool, total: int, initial: int, description: str):

@@ -21,7 +21,7 @@ from jaxlearn import config as config_lib, data
 from jaxlearn.core import parallel, state as state_lib, tasks
 from jaxlearn.data import augment as augmentation, pipeline, sources
 from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
-from jaxlearn.runs import build, checkpoint, workdir as workdir_lib
+from jaxlearn.runs import build, checkpoint, tracking, workdir as workdir_lib
 from jaxlearn.training import compiled, distill, distributed, divergence, interrupts, metric_values
 from jaxlearn.training import policies, reporting
 from jaxlearn.training.epoch import EpochRunner, evaluate
@@ -67,6 +67,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
   """
   workdir = str(workdir)
   config_lib.validate(config, jax.device_count())
+  tracking.check_wandb(config)
   workdir_lib.check_same_run(workdir, config)
   compiled.use_compilation_cache(config.compilation_cache_dir)
   mesh = parallel.make_mesh()
@@ -89,8 +90,10 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
   run_dir = workdir_lib.RunDir(workdir)
   with workdir_lib.claim(workdir, config, distributed.is_primary()) as saved_config:
     checkpoints = checkpoint.Checkpoints(workdir)
+    wandb = tracking.open_wandb(config, workdir) if distributed.is_primary() else None
     loop = _Loop(config, run_dir, mesh, task, splits, batches, checkpoints, shardings, loss_fn,
-                 after_epoch)
+                 after_epoch, wandb)
+    test_metrics = None
     try:
       state, progress = _resume(state, checkpoints, config, saved_config, shardings)
       _write_json(run_dir.config, run_record(config))
@@ -100,8 +103,15 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
       raise NonFiniteLossError(f"{e} {_what_is_kept(checkpoints, workdir)}") from None
     finally:
       checkpoints.close()
+      if wandb is not None and test_metrics is None:  # The run failed or was stopped.
+        wandb.finish()
     summary = make_summary(config, progress, test_metrics)
     _write_json(run_dir.summary, summary)
+    if distributed.is_primary():
+      tracking.write_hparams(workdir, config, summary)
+    if wandb is not None:
+      wandb.summarise(summary)
+      wandb.finish()
   if progress.stop_reason.startswith("diverged"):
     raise divergence.error(summary, config)
   return summary
@@ -120,6 +130,7 @@ class _Loop:
   shardings: object  # of the train state (parallel.state_sharding)
   loss_fn: Callable | None  # the distillation loss, or None for the task's
   after_epoch: Callable[[int, dict], str] | None = None  # see train_and_evaluate
+  wandb: tracking.WandbRun | None = None  # config.logging.wandb_project
 
 
 def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, dict]:
@@ -131,7 +142,8 @@ def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, d
       cpu_kernels=config.cpu_kernels, loss_fn=loop.loss_fn, state_sharding=loop.shardings,
       host_batches=batches.host_batches)
   val_batches = pipeline.make_eval_batches(loop.splits.val, config.eval_batch_size, loop.mesh)
-  reporter = reporting.Reporter(loop.run_dir.root if distributed.is_primary() else None)
+  reporter = reporting.Reporter(loop.run_dir.root if distributed.is_primary() else None,
+                                loop.wandb)
   chance = divergence.chance_accuracy(loop.task.name, loop.splits.val["targets"])
   steps_per_epoch = batches.steps_per_epoch
   try:
