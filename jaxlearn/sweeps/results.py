@@ -46,7 +46,8 @@ def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: s
            "status"]
   text = io.StringIO()
   text.write(f"# Sweep results ({len(rows)} trials; best validation {monitor} of each trial's "
-             "best checkpoint, and its test score)\n\n")
+             "best checkpoint, and its test score; seconds of training, shared by the trials "
+             "of one vectorised program)\n\n")
   text.write(_markdown(rows, [c for c in shown if c in columns]))
   if "seed" in varied and len(varied) > 1:
     text.write("\n## Over seeds (mean ± std, n = trials per setting)\n\n")
@@ -100,13 +101,23 @@ def write_figures(directory: str, rows: list[dict], varied: list[str], monitor: 
   metric = f"best_val_{monitor}"
   done = [r for r in rows if isinstance(r.get(metric), (int, float))]
   written = []
-  if done and varied:
-    figure, axes = plt.subplots(1, len(varied), figsize=(4.2 * len(varied), 3.4), squeeze=False)
-    for ax, key in zip(axes[0], varied):
+  panels = [k for k in varied if k != "seed"] or varied  # Seeds are the spread, not an axis.
+  if done and panels:
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, key in zip(axes[0], panels):
       xs = [r[key] for r in done]
       numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
       positions = xs if numeric else [sorted(set(map(str, xs))).index(str(x)) for x in xs]
-      ax.scatter(positions, [r[metric] for r in done], alpha=0.8)
+      ys = [r[metric] for r in done]
+      ax.scatter(positions, ys, alpha=0.6, label="trials")
+      means = {}
+      for x, y in zip(positions, ys):
+        means.setdefault(x, []).append(y)
+      if any(len(v) > 1 for v in means.values()):
+        xs_sorted = sorted(means)
+        ax.plot(xs_sorted, [float(np.mean(means[x])) for x in xs_sorted], color="black",
+                label="mean over the other keys and seeds")
+        ax.legend(fontsize=7)
       if numeric and min(xs) > 0 and max(xs) / min(xs) >= 20:
         ax.set_xscale("log")
       if not numeric:
@@ -130,6 +141,7 @@ def write_figures(directory: str, rows: list[dict], varied: list[str], monitor: 
     for name, (epochs, values) in curves.items():
       ax.plot(epochs, values, marker="o", markersize=3, label=name)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(f"val {monitor}")
     ax.grid(alpha=0.3)
     if len(curves) <= 12:
