@@ -105,8 +105,9 @@ def test_two_processes_train_as_one_process_with_all_their_devices(runs):
   assert "Test, best checkpoint" in out0 and "Test, best checkpoint" not in out1
   assert "Epoch 1/3" in err0 and "Epoch 1/3" not in err1
   _same_run(str(root / "one"), str(root / "two"))
-  events = os.listdir(root / "two" / "tensorboard")
-  assert len(events) == 1
+  events = [n for n in os.listdir(root / "two" / "tensorboard") if n.startswith("events.")]
+  assert len(events) == 1  # One writer (beside it, hparams/: the run's HParams, also one).
+  assert len(os.listdir(root / "two" / "tensorboard" / "hparams")) == 1
   steps = [json.loads(line)["step"] for line in open(root / "two" / "metrics.jsonl")
            if '"test"' in line]
   assert len(steps) == 1  # One writer.
