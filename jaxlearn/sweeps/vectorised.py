@@ -16,6 +16,7 @@ the same epoch (an interrupted epoch is run again).
 
 import contextlib
 import dataclasses
+import os
 import time
 
 import jax
@@ -342,6 +343,7 @@ class _Group:
     step = int(state.step)
     trial.reporter.write(step, "train", train_t, echo=False)
     trial.reporter.write(step, "val", val_t, echo=False)
+    logging.info("Trial %s:", os.path.basename(trial.workdir))  # Names the epoch line below.
     policies.after_validation(state, trial.progress, epoch, train_t, val_t, trial.config,
                               seconds, self.chance[trial.seed_index],
                               save_best=trial.checkpoints.save_best)
