@@ -148,16 +148,25 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule,
   return tx
 
 
-def _hyperparams(opt_state) -> dict:
+def hyperparams(opt_state) -> dict:
+  """The values `make_optimizer` injects (`learning_rate`, `lr_scale`) in `opt_state`."""
   while not hasattr(opt_state, "hyperparams"):
     opt_state = opt_state.inner_opt_state  # Under optax.MultiSteps.
   return opt_state.hyperparams
 
 
+def with_hyperparams(opt_state, **values):
+  """`opt_state` with some injected hyperparameters replaced (e.g. `lr_scale=0.1`)."""
+  if hasattr(opt_state, "hyperparams"):
+    return opt_state._replace(hyperparams={**opt_state.hyperparams, **values})
+  return opt_state._replace(inner_opt_state=with_hyperparams(opt_state.inner_opt_state,
+                                                             **values))
+
+
 def learning_rate(opt_state) -> jax.Array:
   """The learning rate of the step that produced `opt_state`."""
-  hyperparams = _hyperparams(opt_state)
-  return hyperparams["learning_rate"] * hyperparams.get("lr_scale", 1.0)
+  injected = hyperparams(opt_state)
+  return injected["learning_rate"] * injected.get("lr_scale", 1.0)
 
 
 def applied_update(opt_state) -> jax.Array:

@@ -170,7 +170,7 @@ def _train_vectorised(trials: list, workdir: str) -> dict[str, str]:
   dirs = [os.path.join(workdir, t.name) for t in trials]
   try:
     outcomes = vectorised.train_group([t.config for t in trials], dirs)
-  except ValueError as e:  # The group cannot share a program after all: one by one.
+  except vectorised.CannotGroup as e:  # One by one after all.
     logging.info("Trials %s run one by one: %s.", ", ".join(t.name for t in trials), e)
     return _train_each(trials, workdir, 1)
   finally:

@@ -44,6 +44,11 @@ from jaxlearn.training import (
 )
 from jaxlearn.training.progress import Progress, make_summary
 
+
+class CannotGroup(Exception):
+  """The trials cannot share one program after all (found once their data is read)."""
+
+
 # The config fields a vectorised group's trials may differ in.
 VECTORISED_KEYS = ("seed", "optimizer.learning_rate")
 
@@ -77,31 +82,19 @@ def schedule_scales_with_rate(config) -> bool:
   return bool(np.allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max()))
 
 
-def _set_hyperparams(opt_state, learning_rate, lr_scale):
-  if hasattr(opt_state, "hyperparams"):
-    return opt_state._replace(hyperparams={**opt_state.hyperparams,
-                                           "learning_rate": learning_rate, "lr_scale": lr_scale})
-  return opt_state._replace(inner_opt_state=_set_hyperparams(opt_state.inner_opt_state,
-                                                             learning_rate, lr_scale))
-
-
-def _hyperparams(opt_state) -> dict:
-  return (opt_state.hyperparams if hasattr(opt_state, "hyperparams")
-          else _hyperparams(opt_state.inner_opt_state))
-
-
 def as_single_run(state):
   """A trial's state as its single run holds it: the rate in `learning_rate`, `lr_scale` 1."""
-  h = _hyperparams(state.opt_state)
-  return state.replace(opt_state=_set_hyperparams(
-      state.opt_state, h["learning_rate"] * h["lr_scale"], jnp.ones_like(h["lr_scale"])))
+  h = optim.hyperparams(state.opt_state)
+  return state.replace(opt_state=optim.with_hyperparams(
+      state.opt_state, learning_rate=h["learning_rate"] * h["lr_scale"],
+      lr_scale=jnp.ones_like(h["lr_scale"])))
 
 
 def as_group_member(state, rate: float):
   """The inverse of `as_single_run`, for a group whose schedule has base rate 1."""
-  h = _hyperparams(state.opt_state)
-  return state.replace(opt_state=_set_hyperparams(
-      state.opt_state, h["learning_rate"] / rate, h["lr_scale"] * 0 + rate))
+  h = optim.hyperparams(state.opt_state)
+  return state.replace(opt_state=optim.with_hyperparams(
+      state.opt_state, learning_rate=h["learning_rate"] / rate, lr_scale=h["lr_scale"] * 0 + rate))
 
 
 # How one program runs a group's trials: "vmap" batches every operation over the trial axis
@@ -168,14 +161,13 @@ def train_group(configs: list, workdirs: list[str],
     task, splits[seed] = build.prepare_task(base, data.make_splits(raw, base.data, seed))
   dims = [build.data_dims(splits[s], task) for s in seeds]
   if any(d != dims[0] for d in dims):
-    raise ValueError("the trials' data differ in size by seed")
+    raise CannotGroup("the trials' data differ in size by seed")
   trials = [_Trial(c, w, seeds.index(c.seed)) for c, w in zip(configs, workdirs)]
   steps_per_epoch = pipeline.num_train_steps(len(splits[seeds[0]].train["targets"]),
                                              base.batch_size)
   rates = jnp.asarray([c.optimizer.learning_rate for c in configs], jnp.float32)
   fresh = build.create_states(base, steps_per_epoch, dims[0], [c.seed for c in configs], 1.0)
-  fresh = fresh.replace(opt_state=_set_hyperparams(
-      fresh.opt_state, _hyperparams(fresh.opt_state)["learning_rate"], rates))
+  fresh = fresh.replace(opt_state=optim.with_hyperparams(fresh.opt_state, lr_scale=rates))
   logging.info("Vectorised group of %d trials (%s): one program, %d steps per epoch.",
                len(trials), ", ".join(workdirs), steps_per_epoch)
   with contextlib.ExitStack() as stack:
@@ -215,8 +207,8 @@ def _resume(trials: list[_Trial], fresh):
     states.append(as_group_member(state, rate))
   done = {trial.progress.epochs_done for trial in trials if trial.active}
   if len(done) > 1:
-    raise ValueError(f"the trials stand at different epochs {sorted(done)}")
-  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
+    raise CannotGroup(f"the trials stand at different epochs {sorted(done)}")
+  return _stack(states)
 
 
 @dataclasses.dataclass
@@ -302,28 +294,36 @@ class _Group:
     return jnp.asarray([t.active for t in self.trials])
 
   def _train_epoch(self, states, epoch: int, stop):
+    """One epoch of every active trial, chunked as a single run chunks it (so its metrics
+    merge alike); the host reads the steps' health back once per logging window."""
     orders, active = self._orders(epoch), self._active()
-    merged, step, window = None, 0, 0
+    merged, step, window, healths = None, 0, 0, []
     c = self.config
-    while step < self.steps_per_epoch:  # Chunked as a single run's loop chunks (its metrics).
+    while step < self.steps_per_epoch:
       count = min(c.steps_per_call, c.log_every_steps - window, self.steps_per_epoch - step)
       states, metrics, health = self.train_chunk(states, self.seed_index, active,
                                                  self.train_arrays, orders, step, count)
       merged = metrics if merged is None else self.merge(merged, metrics)
+      healths.append((health, count))
       step, window = step + count, (window + count) % c.log_every_steps
-      self._check_health(jax.device_get(health), count, epoch * self.steps_per_epoch + step)
-      active = self._active()
+      if window == 0 or step == self.steps_per_epoch or stop.requested:
+        self._check_health(healths, epoch * self.steps_per_epoch + step)
+        healths, active = [], self._active()
       if stop.requested:
         raise TrainingInterrupted(
             f"Stopped during epoch {epoch + 1}; each trial's latest checkpoint holds the epoch "
             "before. Rerun the same command to resume (the epoch is run again).")
     return states, merged
 
-  def _check_health(self, health: dict, count: int, last_step: int) -> None:
+  def _check_health(self, healths: list, last_step: int) -> None:
+    """Each active trial's non-finite policy over a window's chunks [(health, count), ...]."""
+    fetched = jax.device_get([h for h, _ in healths])  # One read-back per window.
     for t, trial in enumerate(self.trials):
       if trial.active:
+        window = {k: np.concatenate([h[k][t][:n] for h, (_, n) in zip(fetched, healths)])
+                  for k in fetched[0]}
         try:
-          trial.watch.check({k: v[t][:count] for k, v in health.items()}, last_step)
+          trial.watch.check(window, last_step)
         except NonFiniteLossError as e:
           trial.failure = str(e)
           logging.warning("Trial %s stopped: %s", trial.workdir, e)
@@ -360,7 +360,7 @@ class _Group:
         best.append(template)
       else:
         best.append(trial.checkpoints.restore_best(template)[0])
-    stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *best)
+    stacked = _stack(best)
     test_metrics = self._evaluate(stacked, test)
     results = []
     for t, trial in enumerate(self.trials):
@@ -380,4 +380,7 @@ class _Group:
 
 
 def _stack(trees: list):
-  return jax.tree.map(lambda *leaves: np.stack([np.asarray(a) for a in leaves]), *trees)
+  """Trees of the same structure as one tree with a leading axis (numpy in, numpy out)."""
+  stack = lambda *leaves: (np.stack(leaves) if isinstance(leaves[0], np.ndarray)
+                           else jnp.stack(leaves))
+  return jax.tree.map(stack, *trees)

@@ -8,16 +8,15 @@ stopped; the rate's multiplier `lr_scale` lives in the optimizer state
 
 from absl import logging
 
+from jaxlearn.core import optim
 from jaxlearn.errors import ConfigError
 
 
 def set_lr_scale(opt_state, scale: float):
   """`opt_state` with the learning rate's multiplier set to `scale` (same dtype and sharding)."""
-  if hasattr(opt_state, "hyperparams"):
-    old = opt_state.hyperparams["lr_scale"]
-    new = old * 0 + scale  # Computed from `old`, so it keeps its dtype and placement.
-    return opt_state._replace(hyperparams={**opt_state.hyperparams, "lr_scale": new})
-  return opt_state._replace(inner_opt_state=set_lr_scale(opt_state.inner_opt_state, scale))
+  old = optim.hyperparams(opt_state)["lr_scale"]
+  # Computed from `old`, so it keeps its dtype and placement.
+  return optim.with_hyperparams(opt_state, lr_scale=old * 0 + scale)
 
 
 def update(plateau: dict, value: float, schedule_config, mode: str, base_lr: float) -> dict:
