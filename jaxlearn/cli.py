@@ -22,14 +22,8 @@ from jaxlearn.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 def fail(message: str):
-  """Prints `jaxlearn: error: <message>` and exits 2.
-
-  The message says it all: what a library left half-done when the error
-  stopped it (Orbax's other array reads, as coroutines never awaited) is not
-  reported again as "Exception ignored" tracebacks while the process exits.
-  """
+  """Prints `jaxlearn: error: <message>` and exits 2."""
   print(f"\njaxlearn: error: {message}", file=sys.stderr)
-  sys.unraisablehook = lambda unraisable: None
   sys.exit(EXIT_BAD_INPUT)
 
 

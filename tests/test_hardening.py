@@ -364,6 +364,44 @@ def test_a_truncated_best_checkpoint_is_one_paragraph_on_the_command_line(finish
   assert _tree(workdir) == before
 
 
+def test_what_a_failed_read_abandons_is_not_reported_but_other_errors_are(
+    finished_runs, tmp_path, monkeypatch, caplog):
+  """Orbax's other reads, still in flight when one fails, report from other threads later."""
+  import gc  # pylint: disable=import-outside-toplevel
+  import logging as python_logging  # pylint: disable=import-outside-toplevel
+  import shutil  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  from jaxlearn.runs import checkpoint  # pylint: disable=import-outside-toplevel
+  workdir = tmp_path / "lenet"
+  shutil.copytree(finished_runs["lenet"], workdir)
+  (best,) = glob.glob(str(workdir / "checkpoints" / "best" / "*"))
+  for path in glob.glob(os.path.join(best, "state", "**", "d", "*"), recursive=True):
+    data = open(path, "rb").read()
+    open(path, "wb").write(data[:len(data) // 3])
+  reported = []
+  monkeypatch.setattr(sys, "unraisablehook", reported.append)
+  with pytest.raises(CheckpointError, match="corrupt or incomplete"):
+    checkpoint.load_best_arrays(str(workdir))
+  time.sleep(1)  # The abandoned reads finish and report, to the hook the failure left.
+  gc.collect()
+  orbax_coroutine = types.SimpleNamespace(cr_code=checkpoint.ocp.CheckpointManager.restore.__code__)
+  leftovers = [types.SimpleNamespace(exc_value=RuntimeError("Event loop is closed"), object=None),
+               types.SimpleNamespace(exc_value=Exception("Encountered error while reading"),
+                                     object=orbax_coroutine)]
+  ours = types.SimpleNamespace(exc_value=ValueError("a bug of ours"), object=None)
+  for unraisable in leftovers + [ours]:
+    sys.unraisablehook(unraisable)
+  assert reported == [ours]
+  with caplog.at_level(python_logging.ERROR):
+    python_logging.getLogger("asyncio").error(
+        "Task exception was never retrieved\nfuture: <Task coro=<async_deserialize() defined "
+        "at .../orbax/checkpoint/_src/serialization/serialization.py:394>>")
+    python_logging.getLogger("asyncio").error("Task exception was never retrieved: ours")
+  assert [r.getMessage() for r in caplog.records] == ["Task exception was never retrieved: ours"]
+
+
 def test_tritons_http_client_reads_the_open_inference_protocol(finished_runs, test_images_u8):
   import numpy as np  # pylint: disable=import-outside-toplevel
   tritonclient = pytest.importorskip("tritonclient.http")

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging as python_logging
 import os
+import sys
 
 from absl import logging
 import jax
@@ -124,18 +125,56 @@ class _DropOrbaxErrors(python_logging.Filter):
     return not (record.levelno >= python_logging.ERROR and "orbax" in record.pathname)
 
 
+def _is_failed_read_leftover(unraisable) -> bool:
+  """Whether an unraisable error is what a failed Orbax read leaves behind.
+
+  When one array read fails, Orbax closes its event loop with the other reads
+  still in flight: each later reports its coroutine, never awaited, or
+  "Event loop is closed" from TensorStore's completion callback.
+  """
+  if isinstance(unraisable.exc_value, RuntimeError):
+    return str(unraisable.exc_value) == "Event loop is closed"
+  code = getattr(unraisable.object, "cr_code", None)
+  return code is not None and "orbax" in code.co_filename
+
+
+class _DropFailedReadTasks(python_logging.Filter):
+  """asyncio's "Task/Future exception was never retrieved" for the reads a failure abandoned."""
+
+  def filter(self, record) -> bool:
+    message = record.getMessage()
+    return not ("exception was never retrieved" in message
+                and ("orbax" in message or "tensorstore" in message))
+
+
 @contextlib.contextmanager
 def _orbax_errors_raised_not_logged():
   """Orbax logs a corrupt file at ERROR before raising; the raised error is reported instead.
 
   Without this a corrupt checkpoint printed Orbax's log lines ahead of
-  jaxlearn's one-line message, which says the same and what to do.
+  jaxlearn's one-line message, which says the same and what to do. The
+  tracebacks its abandoned reads report (from other threads, while the
+  message prints or the process exits) are dropped too; after a failure
+  those filters stay, as the reports keep arriving once the restore is over.
   """
   drop = _DropOrbaxErrors()
   logger = python_logging.getLogger("absl")
   logger.addFilter(drop)
+  abandoned_tasks = _DropFailedReadTasks()
+  asyncio_logger = python_logging.getLogger("asyncio")
+  asyncio_logger.addFilter(abandoned_tasks)
+  previous_hook = sys.unraisablehook
+
+  def quiet_leftovers(unraisable):
+    if not _is_failed_read_leftover(unraisable):
+      previous_hook(unraisable)
+
+  sys.unraisablehook = quiet_leftovers
   try:
     yield
+    asyncio_logger.removeFilter(abandoned_tasks)
+    if sys.unraisablehook is quiet_leftovers:
+      sys.unraisablehook = previous_hook
   finally:
     logger.removeFilter(drop)
 
