@@ -29,16 +29,22 @@ _EXPORTS = {
     "export_run": "jaxlearn.deploy.export",
     "evaluate_run": "jaxlearn.evaluation.evaluate",
     "gradcheck": "jaxlearn.core.gradients",
+    "summarize": "jaxlearn.models.summary",
+    "ModelSummary": "jaxlearn.models.summary",
 }
+# Public names that are modules which are also callables (`jaxlearn.summary(model, inputs)`).
+_CALLABLE_MODULES = {"summary": "jaxlearn.summary"}
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted({**_EXPORTS, **_CALLABLE_MODULES})
 
 
 def __getattr__(name):
   if name in _EXPORTS:
     return getattr(importlib.import_module(_EXPORTS[name]), name)
+  if name in _CALLABLE_MODULES:
+    return importlib.import_module(_CALLABLE_MODULES[name])
   raise AttributeError(f"module 'jaxlearn' has no attribute {name!r}")
 
 
 def __dir__():
-  return sorted(list(globals()) + list(_EXPORTS))
+  return sorted(list(globals()) + __all__)

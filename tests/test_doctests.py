@@ -8,7 +8,8 @@ import pytest
 # The modules of the public names (`from jaxlearn import ...`) and the pure pieces beside them.
 MODULES = ["jaxlearn.core.paths", "jaxlearn.core.state", "jaxlearn.core.step",
            "jaxlearn.core.tasks", "jaxlearn.core.gradients", "jaxlearn.training.train",
-           "jaxlearn.runs.inference", "jaxlearn.deploy.export", "jaxlearn.evaluation.evaluate"]
+           "jaxlearn.runs.inference", "jaxlearn.deploy.export", "jaxlearn.evaluation.evaluate",
+           "jaxlearn.models.summary"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -73,6 +73,9 @@ def test_a_vectorised_group_of_four_equals_four_separate_runs(small_config, tmp_
     _assert_same_summary(summaries[i], expected)
     with open(os.path.join(group_dirs[i], "summary.json"), encoding="utf-8") as f:
       _assert_same_summary(json.load(f), expected)
+    with open(os.path.join(group_dirs[i], "model_summary.txt"), encoding="utf-8") as f, \
+         open(os.path.join(alone, "model_summary.txt"), encoding="utf-8") as g:
+      assert f.read() == g.read()
     mine, theirs = _arrays(group_dirs[i]), _arrays(alone)
     assert jax.tree.structure(mine) == jax.tree.structure(theirs)
     for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):

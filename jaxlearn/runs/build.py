@@ -7,7 +7,7 @@ from flax import nnx
 from jaxlearn import data, xla_cpu
 from jaxlearn.core import finetune, optim, paths, state as state_lib, tasks
 from jaxlearn.errors import ConfigError
-from jaxlearn.models import create_model, initializers as init, qat
+from jaxlearn.models import create_model, initializers as init, qat, summary
 from jaxlearn.runs import checkpoint
 
 # config.precision -> the dtype the forward pass computes in (None: the parameters').
@@ -57,6 +57,15 @@ def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: s
         f"({e.__class__.__name__}: "
         f"{str(e).splitlines()[0][:300]}). Pick a model made for this input shape "
         "(config.model.name), or set its size arguments in config.model.") from e
+
+
+def summarize_state(state, inputs, config, backward: bool = False) -> summary.ModelSummary:
+  """The layers of `state`'s model on `inputs` (`jaxlearn.summary`'s table), from shapes
+  alone, so a state sharded over devices or processes is summarised as it stands."""
+  shapes = lambda tree: jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), tree)
+  model = nnx.merge(state.graphdef, shapes(state.params), shapes(state.model_state))
+  return summary.summarize(model, shapes(inputs), freeze=paths.parse_patterns(config.freeze),
+                           backward=backward, train=False)
 
 
 def build_model(config, rngs: nnx.Rngs, dims: dict | None = None) -> nnx.Module:

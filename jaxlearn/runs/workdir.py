@@ -55,6 +55,10 @@ class RunDir:
     return self._path("summary.json")
 
   @property
+  def model_summary(self) -> str:
+    return self._path("model_summary.txt")
+
+  @property
   def checkpoints(self) -> str:
     return self._path("checkpoints")
 
@@ -88,6 +92,14 @@ class RunDir:
 
   def evaluation(self, split: str) -> str:
     return self._path("evaluation", split)
+
+
+def write_text(path: str, text: str) -> None:
+  """`text` in `path`, written whole and renamed into place."""
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
 
 
 def write_json(path: str, value, indent: int = 2) -> None:

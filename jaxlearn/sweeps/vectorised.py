@@ -182,8 +182,11 @@ def train_group(configs: list, workdirs: list[str],
         stack.callback(trial.reporter.wandb.finish)
       trial.watch = nonfinite.Watch.from_config(trial.config)
     states = _resume(trials, fresh)
+    model_summary = str(build.summarize_state(jax.tree.map(lambda a: a[0], fresh),
+                                              splits[seeds[0]].train["inputs"][:1], base))
     for trial in trials:
       run_dir = workdir_lib.RunDir(trial.workdir)
+      workdir_lib.write_text(run_dir.model_summary, model_summary)
       workdir_lib.write_json(run_dir.config, train.run_record(trial.config))
       workdir_lib.write_json(run_dir.preprocessing, {**splits[seeds[trial.seed_index]]
                                                      .preprocessing, "model_dims": dims[0]})

@@ -87,6 +87,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
   logging.info("Model %s: %d parameters; %d train / %d val / %d test examples; %d device(s).",
                config.model.name, state_lib.num_params(state), len(splits.train["targets"]),
                len(splits.val["targets"]), len(splits.test["targets"]), jax.device_count())
+  model_summary = build.summarize_state(state, splits.train["inputs"][:1], config)
   run_dir = workdir_lib.RunDir(workdir)
   with workdir_lib.claim(workdir, config, distributed.is_primary()) as saved_config:
     checkpoints = checkpoint.Checkpoints(workdir)
@@ -98,6 +99,7 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
       state, progress = _resume(state, checkpoints, config, saved_config, shardings)
       _write_json(run_dir.config, run_record(config))
       _write_json(run_dir.preprocessing, {**splits.preprocessing, "model_dims": dims})
+      _write_text(run_dir.model_summary, str(model_summary))
       progress, test_metrics = _train_and_test(loop, state, progress)
     except NonFiniteLossError as e:
       raise NonFiniteLossError(f"{e} {_what_is_kept(checkpoints, workdir)}") from None
@@ -270,3 +272,8 @@ def _write_json(path: str, value) -> None:
   """Writes `value` whole (renamed into place); only the primary process writes."""
   if distributed.is_primary():
     workdir_lib.write_json(path, value)
+
+
+def _write_text(path: str, text: str) -> None:
+  if distributed.is_primary():
+    workdir_lib.write_text(path, text)
