@@ -30,6 +30,7 @@ _EXPORTS = {
     "evaluate_run": "jaxlearn.evaluation.evaluate",
     "gradcheck": "jaxlearn.core.gradients",
     "summarize": "jaxlearn.models.summary",
+    "find_learning_rate": "jaxlearn.training.lr_find",
     "ModelSummary": "jaxlearn.models.summary",
 }
 # Public names that are modules which are also callables (`jaxlearn.summary(model, inputs)`).

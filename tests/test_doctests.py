@@ -9,7 +9,7 @@ import pytest
 MODULES = ["jaxlearn.core.paths", "jaxlearn.core.state", "jaxlearn.core.step",
            "jaxlearn.core.tasks", "jaxlearn.core.gradients", "jaxlearn.training.train",
            "jaxlearn.runs.inference", "jaxlearn.deploy.export", "jaxlearn.evaluation.evaluate",
-           "jaxlearn.models.summary"]
+           "jaxlearn.models.summary", "jaxlearn.training.lr_find"]
 
 
 @pytest.mark.parametrize("name", MODULES)
