@@ -274,6 +274,10 @@ def _declare() -> tuple[ml_collections.ConfigDict, dict]:
   # them in WORKDIR/wandb/ for `wandb sync`.
   field("logging.wandb_project", "", free("a W&B project name (empty: no W&B)"))
   field("logging.wandb_group", "", free("a W&B group name (empty: none, or the sweep's)"))
+  # After each epoch, per-layer gradient norms, update/weight ratios and dead units on one
+  # fixed train batch, in WORKDIR/layer_stats.jsonl (see jaxlearn.training.layer_stats):
+  # what `jaxlearn.diagnose` reads for vanishing/exploding gradients and dead ReLUs.
+  field("logging.layer_stats", True, flag())
   # Train steps per compiled call (one dispatch from Python); see core.step.train_steps.
   field("steps_per_call", 16, at_least(1, "use 1 or more"))
   field("progress_bar", True, flag())

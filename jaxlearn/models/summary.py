@@ -131,6 +131,8 @@ class _Call:
   treedef: object
   data: set  # which of `leaves` are the model's own inputs
   outputs: tuple = ()
+  values: list | None = None  # the arguments themselves, when asked for (`layer_inputs`)
+  has_params: bool = False
 
 
 def _modules(model):
@@ -162,14 +164,36 @@ def _record_calls(model, inputs, call_kwargs) -> list[_Call]:
   return sorted(calls, key=lambda c: c.order)
 
 
+def layer_inputs(model, *inputs, **call_kwargs) -> tuple[object, dict]:
+  """`model(*inputs, **call_kwargs)`, and each layer with parameters (in call order) with its
+  first float input that is not the data (see `_recording`), or None: {path: array | None},
+  e.g. to see which units feed a layer only zeros. Works eagerly and under `jax.jit`; it labels `model`'s modules, so pass a copy
+  (a merged one). Layers run inside a transform (an RNN's cell, per step) are left out."""
+  modules = list(_modules(model))
+  for path, module in modules:
+    setattr(module, _PATH, path)
+  calls = []
+  with _recording({type(m) for _, m in modules}, {id(x) for x in jax.tree.leaves(inputs)}, calls,
+                  direct={id(m) for _, m in modules}):
+    outputs = model(*inputs, **call_kwargs)
+  found = {}
+  for call in sorted(calls, key=lambda c: c.order):
+    floats = [x for i, x in enumerate(call.values or []) if i not in call.data
+              and hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
+    if call.has_params and call.values is not None:
+      found[call.path] = floats[0] if floats else None
+  return outputs, found
+
+
 @contextlib.contextmanager
-def _recording(classes, model_inputs: set, calls: list):
+def _recording(classes, model_inputs: set, calls: list, direct: set | None = None):
   """Wraps each class's `__call__` to append a `_Call` to `calls`; restores them after.
 
   `model_inputs` are the ids of the model's own input arrays: a layer is not
   differentiated with respect to those, nor with respect to any input of the
   layers that run before a layer with parameters has (the data, perhaps
-  reshaped: it needs no gradient).
+  reshaped: it needs no gradient). With `direct` (the ids of the model's own
+  modules) each call of one of those also keeps its arguments' values.
   """
   counter = itertools.count()
   recorded, running = set(), []
@@ -185,7 +209,9 @@ def _recording(classes, model_inputs: set, calls: list):
       leaves, treedef = jax.tree.flatten((args, kwargs))
       data = {i for i, leaf in enumerate(leaves)
               if id(leaf) in model_inputs or (not parameters_used and hasattr(leaf, "dtype"))}
-      call = _Call(next(counter), path, [_abstract(x) for x in leaves], treedef, data)
+      call = _Call(next(counter), path, [_abstract(x) for x in leaves], treedef, data,
+                   values=list(leaves) if direct is not None and id(self) in direct else None,
+                   has_params=bool(jax.tree.leaves(_params(self))))
       recorded.add(path)
       running.append(id(self))
       try:
@@ -193,7 +219,7 @@ def _recording(classes, model_inputs: set, calls: list):
       finally:
         running.pop()
       call.outputs = tuple(_abstract(x) for x in jax.tree.leaves(outputs) if hasattr(x, "shape"))
-      if not parameters_used and jax.tree.leaves(_params(self)):
+      if not parameters_used and call.has_params:
         parameters_used.append(True)
       calls.append(call)
       return outputs

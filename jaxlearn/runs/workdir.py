@@ -59,6 +59,14 @@ class RunDir:
     return self._path("model_summary.txt")
 
   @property
+  def layer_stats(self) -> str:
+    return self._path("layer_stats.jsonl")
+
+  @property
+  def diagnosis(self) -> str:
+    return self._path("diagnosis.json")
+
+  @property
   def checkpoints(self) -> str:
     return self._path("checkpoints")
 
@@ -128,7 +136,7 @@ MAY_CHANGE = frozenset({
     "steps_per_call", "progress_bar", "eval_batch_size", "cpu_kernels",
     "compilation_cache_dir", "data.dir", "data.mirror", "data.workers", "data.tfds_data_dir",
     "on_nonfinite", "max_consecutive_nonfinite", "sharding", "logging.wandb_project",
-    "logging.wandb_group",
+    "logging.wandb_group", "logging.layer_stats",
 })
 
 

@@ -21,9 +21,9 @@ from jaxlearn import config as config_lib, data
 from jaxlearn.core import parallel, state as state_lib, tasks
 from jaxlearn.data import augment as augmentation, pipeline, sources
 from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
-from jaxlearn.runs import build, checkpoint, tracking, workdir as workdir_lib
+from jaxlearn.runs import build, checkpoint, diagnosis, tracking, workdir as workdir_lib
 from jaxlearn.training import compiled, distill, distributed, divergence, interrupts, metric_values
-from jaxlearn.training import policies, reporting
+from jaxlearn.training import layer_stats, policies, reporting
 from jaxlearn.training.epoch import EpochRunner, evaluate
 from jaxlearn.training.progress import Progress, make_summary
 
@@ -111,12 +111,27 @@ def train_and_evaluate(config, workdir: str, raw: data.RawData | None = None,
     _write_json(run_dir.summary, summary)
     if distributed.is_primary():
       tracking.write_hparams(workdir, config, summary)
+      _diagnose(workdir, config, splits)
     if wandb is not None:
       wandb.summarise(summary)
       wandb.finish()
   if progress.stop_reason.startswith("diverged"):
     raise divergence.error(summary, config)
   return summary
+
+
+def _diagnose(workdir: str, config, splits) -> None:
+  """The run's diagnosis (see `jaxlearn.runs.diagnosis`) into WORKDIR/diagnosis.json, and
+  onto the console when it finds something."""
+  records = diagnosis.read_records(workdir)
+  records.class_counts = diagnosis.class_counts(splits.train["targets"], config.task)
+  if (records.summary or {}).get("test_accuracy", 0) >= 1.0:
+    records.duplicates = diagnosis.overlap(splits.train["inputs"], splits.test["inputs"])
+  findings = diagnosis.diagnose(records)
+  diagnosis.write(workdir, findings)
+  if findings:
+    logging.info("Diagnosis (python -m jaxlearn.diagnose --workdir=%s): %s", workdir,
+                 diagnosis.paragraph(findings))
 
 
 @dataclasses.dataclass
@@ -148,6 +163,7 @@ def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, d
                                 loop.wandb)
   chance = divergence.chance_accuracy(loop.task.name, loop.splits.val["targets"])
   steps_per_epoch = batches.steps_per_epoch
+  stats = _layer_stats(config, loop)
   try:
     with interrupts.catch_stop_signals() as stop:
       runner = EpochRunner.from_config(config, train_chunk, steps_per_epoch, reporter, stop,
@@ -167,6 +183,8 @@ def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, d
         progress.partial_epoch, progress.data_position = [], None
         val_metrics = evaluate(eval_batch, state, val_batches)
         reporter.write(int(state.step), "val", val_metrics)
+        if stats is not None:
+          layer_stats.append(loop.run_dir.layer_stats, epoch + 1, int(state.step), stats(state))
         state = policies.after_validation(state, progress, epoch, train_metrics, val_metrics,
                                           config, time.time() - started, chance,
                                           save_best=checkpoints.save_best)
@@ -188,6 +206,15 @@ def _train_and_test(loop: _Loop, state, progress: Progress) -> tuple[Progress, d
     reporter.close()
     batches.close()
   return progress, test_metrics
+
+
+def _layer_stats(config, loop: "_Loop"):
+  """The per-epoch layer statistics function, or None (switched off, or not this process's
+  to write: the primary writes them, from the data it holds)."""
+  if not config.logging.layer_stats or jax.process_count() > 1:
+    return None
+  batch = layer_stats.first_batch(loop.splits.train, config.batch_size)
+  return layer_stats.make(loop.task, batch)
 
 
 def _distillation_loss(config, task, splits):
