@@ -77,6 +77,7 @@ def small_config(fake_root):
   config.log_every_steps = 4
   config.progress_bar = False
   config.compilation_cache_dir = ""  # Tests leave the user's cache alone.
+  config.logging.layer_stats = False  # A compile per run; tests/test_diagnose.py runs them.
   return config
 
 

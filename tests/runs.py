@@ -10,6 +10,7 @@ from tests.conftest import make_fake_mnist, make_fake_text, make_titanic_csv
 def _quiet(config):
   config.progress_bar = False
   config.compilation_cache_dir = ""
+  config.logging.layer_stats = False  # A compile per run; tests/test_diagnose.py runs them.
   return config
 
 

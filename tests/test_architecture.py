@@ -25,6 +25,7 @@ LAYERS = [
 COMMANDS = {"jaxlearn", "jaxlearn.cli", "jaxlearn.main", "jaxlearn.evaluate", "jaxlearn.predict",
             "jaxlearn.export", "jaxlearn.quantize", "jaxlearn.ensemble", "jaxlearn.serve",
             "jaxlearn.plot", "jaxlearn.sweep", "jaxlearn.summary", "jaxlearn.lr_find", "jaxlearn.diagnose",
+            "jaxlearn.visualize",
             "jaxlearn.data.records"}
 
 
@@ -93,4 +94,5 @@ def test_no_top_level_module_but_the_face():
   """jaxlearn/ holds the research API, config, errors and the commands; the rest is in packages."""
   top = {p.stem for p in (PROJECT_ROOT / "jaxlearn").glob("*.py")}
   assert top == {"__init__", "cli", "config", "errors", "main", "evaluate", "predict", "export",
-                 "quantize", "ensemble", "serve", "plot", "sweep", "summary", "lr_find", "diagnose"}
+                 "quantize", "ensemble", "serve", "plot", "sweep", "summary", "lr_find", "diagnose",
+                 "visualize"}

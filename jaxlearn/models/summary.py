@@ -132,6 +132,7 @@ class _Call:
   data: set  # which of `leaves` are the model's own inputs
   outputs: tuple = ()
   values: list | None = None  # the arguments themselves, when asked for (`layer_inputs`)
+  output_values: list | None = None  # and the outputs
   has_params: bool = False
 
 
@@ -164,11 +165,16 @@ def _record_calls(model, inputs, call_kwargs) -> list[_Call]:
   return sorted(calls, key=lambda c: c.order)
 
 
-def layer_inputs(model, *inputs, **call_kwargs) -> tuple[object, dict]:
-  """`model(*inputs, **call_kwargs)`, and each layer with parameters (in call order) with its
-  first float input that is not the data (see `_recording`), or None: {path: array | None},
-  e.g. to see which units feed a layer only zeros. Works eagerly and under `jax.jit`; it labels `model`'s modules, so pass a copy
-  (a merged one). Layers run inside a transform (an RNN's cell, per step) are left out."""
+def module_at(model, path: str) -> nnx.Module:
+  """The module at `path` ('' for the model), as the summary names it ('blocks/0/conv1')."""
+  modules = dict(_modules(model))
+  if path not in modules:
+    raise KeyError(f"No layer {path!r} in {type(model).__name__}; it has {sorted(modules)}.")
+  return modules[path]
+
+
+def _direct_calls(model, inputs, call_kwargs) -> tuple[object, list]:
+  """Runs the model, keeping the arguments and outputs of each of its own modules' calls."""
   modules = list(_modules(model))
   for path, module in modules:
     setattr(module, _PATH, path)
@@ -176,8 +182,48 @@ def layer_inputs(model, *inputs, **call_kwargs) -> tuple[object, dict]:
   with _recording({type(m) for _, m in modules}, {id(x) for x in jax.tree.leaves(inputs)}, calls,
                   direct={id(m) for _, m in modules}):
     outputs = model(*inputs, **call_kwargs)
+  return outputs, sorted(calls, key=lambda c: c.order)
+
+
+def layer_outputs(model, *inputs, **call_kwargs) -> tuple[object, dict]:
+  """`model(*inputs, **call_kwargs)` and each layer's first output array: {path: array}, in
+  call order (feature maps). Eagerly or under `jax.jit`; it labels `model`'s modules, so pass
+  a copy (`nnx.clone`). Layers run inside a transform (an RNN's cell) are left out."""
+  outputs, calls = _direct_calls(model, inputs, call_kwargs)
+  return outputs, {c.path: c.output_values[0] for c in calls
+                   if c.values is not None and c.output_values}
+
+
+def call_with_output_offset(model, path: str, offset, *inputs, **call_kwargs):
+  """`model(*inputs, **call_kwargs)` with `offset` added to the output of the layer at `path`:
+  the gradient with respect to `offset` (at zero) is the gradient at that output (Grad-CAM)."""
+  target = module_at(model, path)
+  cls = type(target)
+  saved = cls.__dict__.get("__call__")
+  original = cls.__call__
+
+  def offset_call(self, *args, **kwargs):
+    outputs = original(self, *args, **kwargs)
+    return outputs + offset if self is target else outputs
+
+  cls.__call__ = offset_call
+  try:
+    return model(*inputs, **call_kwargs)
+  finally:
+    if saved is None:
+      del cls.__call__
+    else:
+      cls.__call__ = saved
+
+
+def layer_inputs(model, *inputs, **call_kwargs) -> tuple[object, dict]:
+  """`model(*inputs, **call_kwargs)`, and each layer with parameters (in call order) with its
+  first float input that is not the data (see `_recording`), or None: {path: array | None},
+  e.g. to see which units feed a layer only zeros. Works eagerly and under `jax.jit`; it labels `model`'s modules, so pass a copy
+  (a merged one). Layers run inside a transform (an RNN's cell, per step) are left out."""
+  outputs, calls = _direct_calls(model, inputs, call_kwargs)
   found = {}
-  for call in sorted(calls, key=lambda c: c.order):
+  for call in calls:
     floats = [x for i, x in enumerate(call.values or []) if i not in call.data
               and hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)]
     if call.has_params and call.values is not None:
@@ -219,6 +265,8 @@ def _recording(classes, model_inputs: set, calls: list, direct: set | None = Non
       finally:
         running.pop()
       call.outputs = tuple(_abstract(x) for x in jax.tree.leaves(outputs) if hasattr(x, "shape"))
+      if call.values is not None:
+        call.output_values = [x for x in jax.tree.leaves(outputs) if hasattr(x, "shape")]
       if not parameters_used and call.has_params:
         parameters_used.append(True)
       calls.append(call)

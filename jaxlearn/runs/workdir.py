@@ -67,6 +67,10 @@ class RunDir:
     return self._path("diagnosis.json")
 
   @property
+  def visualize(self) -> str:
+    return self._path("visualize")
+
+  @property
   def checkpoints(self) -> str:
     return self._path("checkpoints")
 

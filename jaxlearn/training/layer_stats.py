@@ -22,15 +22,19 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jaxlearn import xla_cpu
 from jaxlearn.core import paths
 from jaxlearn.core.state import TrainState
 from jaxlearn.models import summary
 
 
 def make(task, batch: dict):
-  """`stats(state) -> {layer: {...}}` on `batch` (host arrays), compiled once."""
+  """`stats(state) -> {layer: {...}}` on `batch` (host arrays), compiled once (on a CPU with
+  the options of a program run rarely: it compiles in 0.6 s instead of 1.3 s for LeNet-5)."""
   names = []  # the layers in call order, found when the function is traced
-  compute = jax.jit(functools.partial(_layer_stats, task=task, names=names))
+  options = xla_cpu.compiler_options("run_once", jax.devices()[0].platform)
+  compute = jax.jit(functools.partial(_layer_stats, task=task, names=names),
+                    compiler_options=options)
   batch = jax.tree.map(jnp.asarray, batch)
 
   def stats(state: TrainState) -> dict:
