@@ -66,10 +66,10 @@ def test_layer_statistics_equal_jax_grad_and_the_optimizers_own_update():
   norm = lambda tree, layer: float(np.sqrt(sum(np.sum(np.square(np.asarray(x)))
                                                 for x in jax.tree.leaves(tree[layer]))))
   for layer in stats:
-    np.testing.assert_allclose(stats[layer]["grad_norm"], norm(grads, layer), rtol=1e-5)
-    np.testing.assert_allclose(stats[layer]["weight_norm"], norm(state.params, layer), rtol=1e-5)
+    np.testing.assert_allclose(stats[layer]["grad_norm"], norm(grads, layer), rtol=1e-4)
+    np.testing.assert_allclose(stats[layer]["weight_norm"], norm(state.params, layer), rtol=1e-4)
     np.testing.assert_allclose(stats[layer]["update_ratio"],
-                               norm(updates, layer) / norm(state.params, layer), rtol=1e-5)
+                               norm(updates, layer) / norm(state.params, layer), rtol=1e-4)
   assert "dead_fraction" not in stats["conv1"]  # its input is the data, not units
 
 

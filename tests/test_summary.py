@@ -59,7 +59,12 @@ def test_the_zoo_is_covered():
   assert set(ZOO) == set(MODELS)
 
 
-@pytest.mark.parametrize("name", sorted(ZOO))
+# The largest models' checks run with the slow suite; the default one covers each family.
+SLOW = {"resnet18", "resnet"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
+                                  for n in sorted(ZOO)])
 def test_every_layers_output_shape_is_what_flax_tabulate_sees(name):
   kwargs, x = ZOO[name]
   model = MODELS[name](**kwargs, rngs=nnx.Rngs(0))

@@ -83,6 +83,7 @@ def test_grad_cam_equals_its_definition_worked_out_by_hand():
   assert drawn >= 6  # many of the 18 maps are not blank, so the comparison means something
 
 
+@pytest.mark.slow
 def test_a_runs_pictures_have_the_shapes_and_counts_of_its_layers(finished_runs, tmp_path):
   workdir = tmp_path / "lenet"
   shutil.copytree(finished_runs["lenet"], workdir)
