@@ -32,8 +32,7 @@ def main(argv):
   config = values.config
   splits = data.make_splits(data.load_raw(config.data, config.seed), config.data, config.seed)
   task, splits = build.prepare_task(config, splits)
-  state = build.create_state(config, 1, build.data_dims(splits, task))
-  build.check_model_fits(state, splits, task, config.model.name)
+  state = build.checked_state(config, splits, task, 1)
   inputs = splits.train["inputs"][:values.batch_size]
   table = build.summarize_state(state, inputs, config, backward=values.backward)
   print(table.table(values.depth if values.depth >= 0 else None), end="")

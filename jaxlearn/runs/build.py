@@ -41,6 +41,14 @@ def data_dims(splits: data.Splits, task: tasks.Task) -> dict:
   return {**data.input_dims(splits), "num_classes": outputs, "out_features": outputs}
 
 
+def checked_state(config, splits: data.Splits, task: tasks.Task,
+                  steps_per_epoch: int) -> state_lib.TrainState:
+  """`create_state` sized to the data, with a model that cannot take it named before use."""
+  state = create_state(config, steps_per_epoch, data_dims(splits, task))
+  check_model_fits(state, splits, task, config.model.name)
+  return state
+
+
 def check_model_fits(state, splits: data.Splits, task: tasks.Task, model_name: str) -> None:
   """Runs the model abstractly on one example so a shape mismatch is named before training."""
   example = jax.tree.map(lambda a: a[:1], splits.train)

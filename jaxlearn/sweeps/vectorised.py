@@ -182,8 +182,9 @@ def train_group(configs: list, workdirs: list[str],
         stack.callback(trial.reporter.wandb.finish)
       trial.watch = nonfinite.Watch.from_config(trial.config)
     states = _resume(trials, fresh)
-    model_summary = str(build.summarize_state(jax.tree.map(lambda a: a[0], fresh),
-                                              splits[seeds[0]].train["inputs"][:1], base))
+    one_trial = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), fresh)
+    model_summary = str(build.summarize_state(one_trial, splits[seeds[0]].train["inputs"][:1],
+                                              base))
     for trial in trials:
       run_dir = workdir_lib.RunDir(trial.workdir)
       workdir_lib.write_text(run_dir.model_summary, model_summary)

@@ -10,7 +10,7 @@ example of the batch — ReLUs that never fire ("dead"). The data itself is not
 counted as units. One line per epoch in WORKDIR/layer_stats.jsonl,
 `{"epoch", "step", "layers": {path: {"grad_norm", "weight_norm",
 "update_ratio", "dead_fraction"}}}`, layers in the order the model calls
-them; `jaxlearn.evaluation.diagnose` reads it. `config.logging.layer_stats`
+them; `jaxlearn.runs.diagnosis` reads it. `config.logging.layer_stats`
 switches it off; it costs one forward and backward pass per epoch.
 """
 
@@ -101,14 +101,3 @@ def first_batch(train: dict, batch_size: int) -> dict:
 def append(path: str, epoch: int, step: int, stats: dict) -> None:
   with open(path, "a", encoding="utf-8") as f:
     f.write(json.dumps({"epoch": epoch, "step": step, "layers": stats}) + "\n")
-
-
-def read(path: str) -> list[dict]:
-  """The records of `path`, the last one of each epoch (a resumed epoch is written again)."""
-  by_epoch = {}
-  with open(path, encoding="utf-8") as f:
-    for line in f:
-      if line.strip():
-        record = json.loads(line)
-        by_epoch[record["epoch"]] = record
-  return [by_epoch[e] for e in sorted(by_epoch)]

@@ -56,8 +56,7 @@ def find_learning_rate(config, *, min_lr: float = 1e-7, max_lr: float = 10.0, st
   raw = raw if raw is not None else data.load_raw(config.data, config.seed)
   splits = data.make_splits(raw, config.data, config.seed)
   task, splits = build.prepare_task(config, splits)
-  state = build.create_state(_at_rate_one(config), steps, build.data_dims(splits, task))
-  build.check_model_fits(state, splits, task, config.model.name)
+  state = build.checked_state(_at_rate_one(config), splits, task, steps)
   step = jax.jit(functools.partial(train_step, task=task,
                                    augment=augmentation.make_augment(config.augment)),
                  donate_argnums=0)
