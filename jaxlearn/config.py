@@ -123,6 +123,9 @@ def _declare() -> tuple[ml_collections.ConfigDict, dict]:
   # cross_entropy, binary_cross_entropy
   field("loss.label_smoothing", 0.0,
         between(0, 1, "use 0 (off) or a small share such as 0.1", high_open=True))
+  # binary_cross_entropy: the positive class's weight (torch's pos_weight; 1: unweighted)
+  field("loss.pos_weight", 1.0, above(0, "use a positive weight such as 1.0, or negatives / "
+                                         "positives for rare positives"))
   # focal, binary_focal
   field("loss.gamma", 2.0, at_least(0, "use 0 (cross-entropy) or a focusing power such as 2"))
   # focal class weight

@@ -9,9 +9,9 @@
   --config.KEY=V                overrides the base config, as for jaxlearn.main
 
 Every trial is a normal run in DIR/<trial>/ (evaluate, predict and export work
-on it). Trials that differ only in seed and learning rate train together as one
-vectorised program. Writes DIR/results.csv, results.md, summary.png and
-curves.png. Rerunning the same command skips finished trials and resumes the
+on it). Trials that differ only in the seed, learning rate, weight decay, dropout
+rate or the loss's settings train together as one vectorised program. Writes
+DIR/results.csv, results.md, summary.png and curves.png. Rerunning the same command skips finished trials and resumes the
 rest; a different grid on the same DIR is refused. In Python:
 `jaxlearn.sweep.run(config, {"optimizer.learning_rate": [1e-3, 1e-2]}, workdir=DIR)`.
 """
@@ -117,7 +117,7 @@ if __name__ == "__main__":
   flags.DEFINE_enum("sampler", "tpe", ["tpe", "random"], "The search's sampler: Bayesian "
                     "(TPE) or random.")
   flags.DEFINE_integer("parallel", 1, "Separate trials run this many at a time.", lower_bound=1)
-  flags.DEFINE_bool("vectorise", True, "Train trials that differ only in seed and learning "
-                    "rate as one program.")
+  flags.DEFINE_bool("vectorise", True, "Train trials that differ only in seed, learning "
+                    "rate, weight decay, dropout rate or loss settings as one program.")
   flags.DEFINE_integer("max_group", 16, "Most trials in one vectorised program.", lower_bound=1)
   cli.run(main, flags_parser=lambda argv: cli.parse_config_flags(argv, _CONFIG))

@@ -48,6 +48,22 @@ def test_binary_cross_entropy_from_logits_matches_numpy():
                              rtol=1e-5)
 
 
+def test_positive_class_weight_matches_numpy_and_a_traced_setting_equals_a_plain_one():
+  import jax  # pylint: disable=import-outside-toplevel
+  p = _sigmoid(BINARY_LOGITS[:, 0])
+  for weight in (1.0, 3.0, 0.5):
+    expected = -(weight * BINARY_LABELS * np.log(p) + (1 - BINARY_LABELS) * np.log(1 - p))
+    np.testing.assert_allclose(
+        losses.binary_cross_entropy(BINARY_LOGITS, BINARY_LABELS, pos_weight=weight), expected,
+        rtol=1e-5)
+    # A vectorised sweep traces the setting; 0 smoothing and weight 1 then still change nothing.
+    traced = jax.jit(lambda w, s: losses.binary_cross_entropy(
+        BINARY_LOGITS, BINARY_LABELS, pos_weight=w, label_smoothing=s))(weight, 0.0)
+    np.testing.assert_allclose(traced, expected, rtol=1e-5)
+  traced = jax.jit(lambda s: losses.cross_entropy(LOGITS, LABELS, label_smoothing=s))(0.0)
+  np.testing.assert_allclose(traced, losses.cross_entropy(LOGITS, LABELS), rtol=1e-6)
+
+
 def test_regression_losses_match_numpy():
   diff = PREDICTIONS - TARGETS
   np.testing.assert_allclose(losses.mse(PREDICTIONS, TARGETS), (diff**2).mean(axis=1), rtol=1e-5)

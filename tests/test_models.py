@@ -4,6 +4,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import pytest
 
 from jaxlearn.errors import ConfigError
@@ -53,3 +54,26 @@ def test_dropout_and_batch_norm_switch_off_in_eval_mode():
   # In training mode it does (batch statistics), and the running statistics move.
   assert not jnp.allclose(bn(x, train=True)[:4], bn(x[:4], train=True), atol=1e-3)
   assert not jnp.allclose(bn.norms[0].mean.get_value(), 0.0)
+
+
+def test_dropout_at_a_traced_rate_drops_as_flax_dropout_at_that_rate():
+  from jaxlearn.models import dropout  # pylint: disable=import-outside-toplevel
+  x = jnp.arange(1.0, 2001.0).reshape(20, 100)
+  key = jax.random.key(3)
+  layer = dropout.Dropout(0.9)  # Inside the context the traced rate replaces its own.
+
+  @jax.jit
+  def at_rate(rate):
+    with dropout.rate_of_every_dropout(rate):
+      return layer(x, deterministic=False, rngs=nnx.Rngs(dropout=key))
+
+  for rate in (0.0, 0.3, 0.7):
+    expected = nnx.Dropout(rate)(x, deterministic=False, rngs=nnx.Rngs(dropout=key))
+    got = at_rate(jnp.float32(rate))
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert float((got == 0).mean()) == pytest.approx(rate, abs=0.05)
+  np.testing.assert_array_equal(at_rate(jnp.float32(0.0)), x)  # Rate 0 keeps all, exactly.
+  # Outside the context it is flax's own dropout at its own rate.
+  np.testing.assert_array_equal(layer(x, deterministic=False, rngs=nnx.Rngs(dropout=key)),
+                                nnx.Dropout(0.9)(x, deterministic=False,
+                                                 rngs=nnx.Rngs(dropout=key)))

@@ -11,6 +11,7 @@ import sys
 import time
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -290,3 +291,68 @@ def test_parallel_trials_in_processes_equal_the_same_trials_in_turn(small_config
   for mine, theirs in zip(together, in_turn):
     assert mine["status"] == "finished"
     assert mine["test_loss"] == pytest.approx(theirs["test_loss"], rel=1e-5)
+
+
+def _set_model(config, **fields) -> None:
+  with config.unlocked():
+    config.model = ml_collections.ConfigDict(fields)
+
+
+def _numbered_configs(config, values: list[dict]) -> list:
+  configs = []
+  for trial_values in values:
+    configs.append(spec.with_values(config, trial_values))
+  return configs
+
+
+def _assert_group_equals_separate_runs(configs, tmp_path) -> list[dict]:
+  group_dirs = [str(tmp_path / "group" / f"t{i}") for i in range(len(configs))]
+  summaries = vectorised.train_group(configs, group_dirs)
+  for i, config in enumerate(configs):
+    alone = str(tmp_path / "alone" / f"t{i}")
+    expected = train.train_and_evaluate(config, alone)
+    _assert_same_summary(summaries[i], expected)
+    mine, theirs = _arrays(group_dirs[i]), _arrays(alone)
+    assert jax.tree.structure(mine) == jax.tree.structure(theirs)
+    for a, b in zip(jax.tree.leaves(mine), jax.tree.leaves(theirs)):
+      np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL)
+  assert len({round(s["test_loss"], 6) for s in summaries}) == len(configs)
+  return summaries
+
+
+def test_a_group_differing_in_weight_decay_dropout_and_label_smoothing_equals_separate_runs(
+    small_config, tmp_path, caplog):
+  _set_model(small_config, name="mlp", hidden=(32,), dropout=0.0)
+  small_config.optimizer.name, small_config.optimizer.momentum = "sgd", 0.9
+  small_config.optimizer.learning_rate = 0.05
+  # Decay 0 builds no decay step in a single run; the group's step has one for every trial.
+  configs = _numbered_configs(small_config, [
+      {"optimizer.weight_decay": 0.0, "model.dropout": 0.0, "loss.label_smoothing": 0.0},
+      {"optimizer.weight_decay": 0.01, "model.dropout": 0.3, "loss.label_smoothing": 0.1},
+      {"optimizer.weight_decay": 0.0, "model.dropout": 0.5, "loss.label_smoothing": 0.0},
+      {"optimizer.weight_decay": 0.05, "model.dropout": 0.0, "loss.label_smoothing": 0.2}])
+  with caplog.at_level("INFO"):
+    _assert_group_equals_separate_runs(configs, tmp_path)
+  assert ("each with its own optimizer.weight_decay, model.dropout, loss.label_smoothing"
+          in caplog.text)
+
+
+def test_a_group_differing_in_the_positive_class_weight_equals_separate_runs(tmp_path):
+  from configs import binary_mlp  # pylint: disable=import-outside-toplevel
+  config = binary_mlp.get_config()
+  config.num_epochs, config.progress_bar, config.compilation_cache_dir = 3, False, ""
+  config.logging.layer_stats = False
+  config.optimizer.name, config.optimizer.momentum = "sgd", 0.9
+  configs = _numbered_configs(config, [{"loss.pos_weight": w, "seed": s}
+                                       for w in (1.0, 4.0) for s in (0, 1)])
+  _assert_group_equals_separate_runs(configs, tmp_path)
+
+
+def test_a_dropout_rate_the_model_cannot_trace_runs_the_trials_one_by_one(small_config):
+  _set_model(small_config, name="digit_transformer", dim=16, depth=1, heads=2, mlp_dim=16,
+             dropout=0.0)
+  configs = _numbered_configs(small_config, [{"model.dropout": r} for r in (0.0, 0.1)])
+  with pytest.raises(vectorised.CannotGroup,
+                     match=r"config.model.dropout differs but blocks/0/attention "
+                           r"\(MultiHeadAttention\) drops attention weights with its own rate"):
+    vectorised.train_group(configs, ["/nonexistent/a", "/nonexistent/b"])

@@ -30,20 +30,35 @@ def _in_classes(labels: jax.Array, num_classes: int) -> jax.Array:
   return (labels >= 0) & (labels < num_classes)
 
 
+def _is_zero(setting) -> bool:
+  """Whether a loss setting is a plain 0 (skipped); a traced one (a vectorised sweep's
+  per-trial value) is always applied, and 0 then changes nothing."""
+  return isinstance(setting, (int, float)) and setting == 0
+
+
 def cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
   """Softmax cross-entropy (torch `CrossEntropyLoss`); integer or probability targets."""
   targets = _one_hot_like(logits, labels)
-  if label_smoothing:
+  if not _is_zero(label_smoothing):
     targets = optax.losses.smooth_labels(targets, label_smoothing)
   return _per_example(optax.losses.softmax_cross_entropy(logits, targets))
 
 
-def binary_cross_entropy(logits, labels, *, label_smoothing: float = 0.0):
-  """Sigmoid cross-entropy from logits (torch `BCEWithLogitsLoss`); labels in {0, 1}."""
+def binary_cross_entropy(logits, labels, *, label_smoothing: float = 0.0,
+                         pos_weight: float = 1.0):
+  """Sigmoid cross-entropy from logits (torch `BCEWithLogitsLoss`); labels in {0, 1}.
+
+  `pos_weight` weighs the positive class's term, as torch's `pos_weight` does:
+  -(w y log p + (1 - y) log(1 - p)); above 1 it counters rare positives.
+  """
   labels = labels.reshape(logits.shape).astype(logits.dtype)
-  if label_smoothing:  # Towards 1/2, as `optax.losses.smooth_labels` does for two classes.
+  if not _is_zero(label_smoothing):  # Towards 1/2, as `smooth_labels` does for two classes.
     labels = labels * (1 - label_smoothing) + label_smoothing / 2
-  return _per_example(optax.losses.sigmoid_binary_cross_entropy(logits, labels))
+  if isinstance(pos_weight, (int, float)) and pos_weight == 1:
+    return _per_example(optax.losses.sigmoid_binary_cross_entropy(logits, labels))
+  # optax's form with the positive term weighted (optax has no pos_weight).
+  log_p, log_not_p = jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)
+  return _per_example(-pos_weight * labels * log_p - (1.0 - labels) * log_not_p)
 
 
 def mse(predictions, targets):
@@ -123,7 +138,7 @@ LOSSES = {
     "cross_entropy": (cross_entropy, ("label_smoothing",)),
     "focal": (focal, ("gamma", "alpha")),
     "multiclass_hinge": (multiclass_hinge, ()),
-    "binary_cross_entropy": (binary_cross_entropy, ("label_smoothing",)),
+    "binary_cross_entropy": (binary_cross_entropy, ("label_smoothing", "pos_weight")),
     "binary_focal": (binary_focal, ("gamma", "alpha")),
     "hinge": (hinge, ()),
     "mse": (mse, ()),

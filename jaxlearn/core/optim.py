@@ -31,15 +31,19 @@ DEFAULTS = {
 }
 
 
-def _settings(config) -> dict:
+def settings_of(config) -> dict:
   """The optimizer's settings: config.optimizer's set fields over its PyTorch defaults."""
   return {k: (default if config.get(k) is None else config[k])
           for k, default in DEFAULTS[config.name].items()}
 
 
 def _with_l2(weight_decay: float, transform):
-  """PyTorch's `weight_decay` for SGD/Adam/...: wd * param added to the gradient."""
-  if not weight_decay:
+  """PyTorch's `weight_decay` for SGD/Adam/...: wd * param added to the gradient.
+
+  A traced `weight_decay` (a vectorised sweep's per-trial value) is always
+  added; its state has no arrays, so the optimizer state's arrays are the same.
+  """
+  if isinstance(weight_decay, (int, float)) and not weight_decay:
     return transform
   return optax.chain(optax.add_decayed_weights(weight_decay, decay_mask), transform)
 
@@ -98,7 +102,8 @@ OPTIMIZERS = {
 
 def make_optimizer(optimizer_config, schedule: optax.Schedule,
                    freeze: tuple[str, ...] = (), prune_config=None,
-                   updates_per_epoch: int = 1) -> optax.GradientTransformation:
+                   updates_per_epoch: int = 1, *,
+                   settings: dict | None = None) -> optax.GradientTransformation:
   """Builds the optimizer with its learning rate read from `schedule` at every step.
 
   Gradient clipping (`clip_norm`, `clip_value`) runs before the optimizer, and
@@ -111,6 +116,8 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule,
   `lr_multipliers` scales the others' updates (see `jaxlearn.core.finetune`).
   `prune_config` (config.prune) zeroes weights by magnitude after each update
   (`jaxlearn.core.prune`), its schedule counting `updates_per_epoch` per epoch.
+  `settings` replaces some of the optimizer's own settings (e.g. a traced
+  `weight_decay`, see `jaxlearn.sweeps.vectorised`).
 
   Example:
     tx = make_optimizer(config.optimizer, optax.constant_schedule(1e-3))
@@ -122,7 +129,7 @@ def make_optimizer(optimizer_config, schedule: optax.Schedule,
   if c.accumulate_steps < 1:
     raise ConfigError(f"config.optimizer.accumulate_steps={c.accumulate_steps}; use 1 (no "
                       "accumulation) or more.")
-  settings = _settings(c)
+  settings = {**settings_of(c), **(settings or {})}
   multipliers = finetune.parse_multipliers(c.get("lr_multipliers", ""))
 
   def build(learning_rate, lr_scale):

@@ -205,8 +205,11 @@ def check_targets(task: Task, targets: np.ndarray) -> None:
     raise ConfigError(f"Targets of dtype {targets.dtype} cannot be trained on; use numbers.")
 
 
-def make_task(config, num_outputs: int = 0) -> Task:
+def make_task(config, num_outputs: int = 0, loss_settings: dict | None = None) -> Task:
   """`config.task` with the loss `config.loss.name` (empty: the task's own) and its settings.
+
+  `loss_settings` replaces some of `config.loss`'s (e.g. a traced label
+  smoothing, see `jaxlearn.sweeps.vectorised`).
 
   A classifier with more than `config.top_k` outputs also reports
   `top{k}_accuracy`.
@@ -225,7 +228,9 @@ def make_task(config, num_outputs: int = 0) -> Task:
     raise ConfigError(f"Unknown loss {name!r} in config.loss.name; choose one of "
                       f"{sorted(losses.LOSSES)}.")
   loss_fn, settings = losses.LOSSES[name]
-  task = task._replace(loss=functools.partial(loss_fn, **{k: config.loss[k] for k in settings}))
+  chosen = {k: config.loss[k] for k in settings}
+  chosen.update({k: v for k, v in (loss_settings or {}).items() if k in settings})
+  task = task._replace(loss=functools.partial(loss_fn, **chosen))
   if task.name == "classification" and 0 < config.top_k < num_outputs:
     extra = {f"top{config.top_k}_accuracy": top_k_accuracy(config.top_k)}
     task = task._replace(

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from flax import nnx
 import jax
 
+from jaxlearn.models.dropout import Dropout
 
 
 class SimpleCNN(nnx.Module):
@@ -26,7 +27,7 @@ class SimpleCNN(nnx.Module):
       height, width = height // 2, width // 2
     features = height * width * sizes[-1]
     self.hidden = nnx.Linear(features, hidden, rngs=rngs) if hidden else None
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(hidden or features, num_classes, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):

@@ -6,6 +6,7 @@ from flax import nnx
 import jax
 
 from jaxlearn.errors import ConfigError
+from jaxlearn.models.dropout import Dropout
 
 # config.model.activation: what follows each hidden layer (sigmoid or tanh for the classic
 # networks whose gradients vanish with depth).
@@ -39,7 +40,7 @@ class MLP(nnx.Module):
       self.norms = nnx.List([nnx.LayerNorm(b, rngs=rngs) for b in hidden])
     else:
       self.norms = nnx.List([])
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.activation = activation
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 

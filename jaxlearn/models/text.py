@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlearn.errors import ConfigError
+from jaxlearn.models.dropout import Dropout
 
 CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell}
 
@@ -41,7 +42,7 @@ class RNNClassifier(nnx.Module):
     self.is_lstm = cell == "lstm"
     self.hidden_size = hidden
     self.pad_id = pad_id
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(hidden * (2 if bidirectional else 1), num_classes, rngs=rngs)
 
   def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):
@@ -91,7 +92,7 @@ class EmbeddingBagMLP(nnx.Module):
     self.pad_id = pad_id
     sizes = [embed_dim, *hidden]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)
 
   def __call__(self, ids: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None):

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxlearn.errors import ConfigError
+from jaxlearn.models.dropout import Dropout
 
 TOKENS = ("patches", "rows")
 POSITIONS = ("learned", "sinusoidal")
@@ -34,7 +35,7 @@ class EncoderBlock(nnx.Module):
     self.mlp_norm = nnx.LayerNorm(dim, rngs=rngs)
     self.mlp_in = nnx.Linear(dim, mlp_dim, rngs=rngs)
     self.mlp_out = nnx.Linear(mlp_dim, dim, rngs=rngs)
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
 
   def __call__(self, x: jax.Array, *, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
     frozen = not train
@@ -75,7 +76,7 @@ class DigitTransformer(nnx.Module):
       self.positions = nnx.Param(0.02 * jax.random.normal(rngs.params(), (1, length + 1, dim)))
     else:
       self.positions = nnx.Variable(jnp.asarray(sinusoidal_positions(length + 1, dim))[None])
-    self.dropout = nnx.Dropout(dropout)
+    self.dropout = Dropout(dropout)
     self.blocks = nnx.List([EncoderBlock(dim, heads, mlp_dim, dropout, rngs=rngs)
                             for _ in range(depth)])
     self.norm = nnx.LayerNorm(dim, rngs=rngs)

@@ -96,28 +96,37 @@ def create_state(config, steps_per_epoch: int, dims: dict | None = None) -> stat
 
 
 def create_states(config, steps_per_epoch: int, dims: dict | None, seeds,
-                  learning_rate: float) -> state_lib.TrainState:
+                  learning_rate: float, optimizer_settings: dict | None = None
+                  ) -> state_lib.TrainState:
   """Trials of `config` stacked on a leading axis, one per seed, built by one program.
 
   Their optimizer reads its rate from a schedule of base rate `learning_rate`,
   times each trial's `lr_scale` (see `jaxlearn.core.optim`); a vectorised sweep
-  sets those (`jaxlearn.sweeps.vectorised`).
+  sets those (`jaxlearn.sweeps.vectorised`). `optimizer_settings` replaces some
+  of the optimizer's settings (see `make_tx`).
   """
-  build = state_builder(config, steps_per_epoch, dims, learning_rate)
+  build = state_builder(config, steps_per_epoch, dims, learning_rate, optimizer_settings)
   return jax.jit(jax.vmap(build), compiler_options=_run_once_options(config))(
       jnp.asarray(seeds, jnp.uint32))
 
 
-def state_builder(config, steps_per_epoch: int, dims: dict | None = None,
-                  learning_rate: float | None = None):
-  """`build(seed) -> TrainState` (traceable, so it can be compiled and vmapped over seeds)."""
+def make_tx(config, steps_per_epoch: int, learning_rate: float | None = None,
+            optimizer_settings: dict | None = None):
+  """The run's optimizer, its schedule of base rate `learning_rate` (default: the config's);
+  `optimizer_settings` replaces some of config.optimizer's (e.g. a traced weight decay)."""
   updates_per_epoch = max(1, steps_per_epoch // config.optimizer.accumulate_steps)
   base_lr = config.optimizer.learning_rate if learning_rate is None else learning_rate
   schedule = optim.make_schedule(config.schedule, base_lr, updates_per_epoch,
                                  updates_per_epoch * config.num_epochs)
   freeze = paths.parse_patterns(config.freeze)
-  tx = optim.make_optimizer(config.optimizer, schedule, tuple(freeze), config.prune,
-                            updates_per_epoch)
+  return optim.make_optimizer(config.optimizer, schedule, tuple(freeze), config.prune,
+                              updates_per_epoch, settings=optimizer_settings)
+
+
+def state_builder(config, steps_per_epoch: int, dims: dict | None = None,
+                  learning_rate: float | None = None, optimizer_settings: dict | None = None):
+  """`build(seed) -> TrainState` (traceable, so it can be compiled and vmapped over seeds)."""
+  tx = make_tx(config, steps_per_epoch, learning_rate, optimizer_settings)
   options = dict(ema_decay=config.ema_decay, compute_dtype=COMPUTE_DTYPES[config.precision])
 
   def build(seed):

@@ -1,5 +1,6 @@
 """A sweep: trials of one config, each a normal run in DIR/<trial>/, grouped into vectorised
-programs where they differ only in seed and learning rate, and a table, plots and a record.
+programs where they differ only in numbers the step takes as arrays (seed, learning rate,
+weight decay, dropout rate, the loss's settings), and a table, plots and a record.
 
 `run(config, workdir, grid=..., seeds=...)` is `python -m jaxlearn.sweep`. A
 rerun on the same DIR skips finished trials and resumes interrupted ones; a
@@ -39,7 +40,7 @@ def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None 
     grid: {dotted config key: [values]}; every combination is a trial.
     seeds: the seeds each setting is trained with (mean ± std in results.md).
     parallel: trials that cannot share a program, run this many at a time (processes).
-    vectorise: group trials that differ only in seed and learning rate (default on).
+    vectorise: group trials that differ only in `vectorised.VECTORISED_KEYS` (default on).
     max_group: the most trials in one vectorised program (memory grows with it).
 
   Example:
@@ -126,7 +127,7 @@ def plan_groups(trials: list, vectorise: bool, max_group: int) -> list[list]:
       *parents, last = key.split(".")
       for part in parents:
         node = node[part]
-      node.pop(last)
+      node.pop(last, None)
     groups.setdefault(json.dumps(record, sort_keys=True, default=str), []).append(trial)
   plan = []
   for members in groups.values():

@@ -1,9 +1,14 @@
-"""Trials that differ only in their seed and learning rate, trained together as one program.
+"""Trials that differ only in numbers the step can take as arrays, trained as one program.
 
-The train states of a group's trials are stacked on a leading trial axis and
-the very step a single run compiles (`core.step.train_steps`) is `jax.vmap`ped
-over them, each trial reading its own batches (its seed's split and order) and
-its own learning rate (the optimizer's `lr_scale`, see `core.optim`). After
+Those numbers are the seed, the learning rate, the weight decay, the dropout
+rate and the loss's settings (label smoothing, the positive class's weight,
+focal loss's gamma and alpha): `VECTORISED_KEYS`. The train states of a
+group's trials are stacked on a leading trial axis and the very step a single
+run compiles (`core.step.train_steps`) is `jax.vmap`ped over them, each trial
+reading its own batches (its seed's split and order), its own learning rate
+(the optimizer's `lr_scale`, see `core.optim`) and its own other numbers
+(traced per-trial scalars the step's optimizer, loss and dropout layers are
+built from, see `TrialNumbers`). After
 each epoch every trial goes through the loop's policies as a single run would
 (`training.policies.after_validation`: its own best checkpoint, early stopping,
 divergence); a trial that stops, or whose loss turns non-finite, is masked out
@@ -23,14 +28,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from flax import nnx
 
 from jaxlearn import config as config_lib
 from jaxlearn import data, xla_cpu
-from jaxlearn.core import optim, parallel
+from jaxlearn.core import optim, parallel, tasks
 from jaxlearn.core.step import eval_step, train_steps
 from jaxlearn.data import augment as augmentation
 from jaxlearn.data import pipeline
 from jaxlearn.errors import NonFiniteLossError, TrainingInterrupted
+from jaxlearn.models import dropout
 from jaxlearn.runs import build, checkpoint, tracking
 from jaxlearn.runs import workdir as workdir_lib
 from jaxlearn.training import (
@@ -49,8 +56,55 @@ class CannotGroup(Exception):
   """The trials cannot share one program after all (found once their data is read)."""
 
 
-# The config fields a vectorised group's trials may differ in.
-VECTORISED_KEYS = ("seed", "optimizer.learning_rate")
+# The config fields a vectorised group's trials may differ in: the seed and learning rate
+# (handled by the data split and `lr_scale`), then the numbers of `NUMBERS`.
+LOSS_NUMBERS = ("label_smoothing", "pos_weight", "gamma", "alpha")
+NUMBERS = ("optimizer.weight_decay", "model.dropout", *(f"loss.{k}" for k in LOSS_NUMBERS))
+VECTORISED_KEYS = ("seed", "optimizer.learning_rate", *NUMBERS)
+
+
+def number_of(config, key: str) -> float | None:
+  """The value config.`key` gives the step (the optimizer's default for an unset decay)."""
+  if key == "optimizer.weight_decay":
+    return optim.settings_of(config.optimizer).get("weight_decay")
+  group, name = key.split(".")
+  return config[group].get(name)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialNumbers:
+  """The numbers of NUMBERS that differ between a group's trials: each trial's step builds its
+  optimizer (weight decay), loss (its settings) and dropout (rate) from its traced values."""
+  keys: tuple  # the keys that differ, in NUMBERS' order
+
+  @classmethod
+  def of(cls, configs: list) -> "TrialNumbers":
+    differing = []
+    for key in NUMBERS:
+      values = [number_of(c, key) for c in configs]
+      if len(set(values)) > 1:
+        if None in values:
+          raise CannotGroup(f"config.{key} is unset in some trials and set in others")
+        differing.append(key)
+    return cls(tuple(differing))
+
+  def arrays(self, configs: list) -> dict:
+    """{key: [trials]} float32, the per-trial argument of the group's program."""
+    return {k: jnp.asarray([number_of(c, k) for c in configs], jnp.float32) for k in self.keys}
+
+  def optimizer_settings(self, numbers: dict) -> dict:
+    key = "optimizer.weight_decay"
+    return {"weight_decay": numbers[key]} if key in self.keys else {}
+
+  def loss_settings(self, numbers: dict) -> dict:
+    return {k.split(".")[1]: v for k, v in numbers.items() if k.startswith("loss.")}
+
+  def model_transform(self, numbers: dict, transform):
+    """The step's model transform, its dropout at the trial's rate when that differs."""
+    if "model.dropout" not in self.keys:
+      return transform
+    with_rate = lambda forward: dropout.with_rate(forward, numbers["model.dropout"])
+    return with_rate if transform is None else lambda forward: with_rate(transform(forward))
 
 
 def why_not_vectorised(config) -> str:
@@ -165,11 +219,22 @@ def train_group(configs: list, workdirs: list[str],
   trials = [_Trial(c, w, seeds.index(c.seed)) for c, w in zip(configs, workdirs)]
   steps_per_epoch = pipeline.num_train_steps(len(splits[seeds[0]].train["targets"]),
                                              base.batch_size)
+  numbers = TrialNumbers.of(configs)
+  if "model.dropout" in numbers.keys:
+    reason = dropout.only_ours(nnx.eval_shape(
+        lambda: build.build_model(base, nnx.Rngs(0), dims[0])))
+    if reason:
+      raise CannotGroup(f"config.model.dropout differs but {reason}")
   rates = jnp.asarray([c.optimizer.learning_rate for c in configs], jnp.float32)
-  fresh = build.create_states(base, steps_per_epoch, dims[0], [c.seed for c in configs], 1.0)
+  # A weight decay that differs is traced in the step; any array stands for it here.
+  settings = numbers.optimizer_settings({"optimizer.weight_decay": jnp.zeros(())})
+  fresh = build.create_states(base, steps_per_epoch, dims[0], [c.seed for c in configs], 1.0,
+                              settings)
   fresh = fresh.replace(opt_state=optim.with_hyperparams(fresh.opt_state, lr_scale=rates))
-  logging.info("Vectorised group of %d trials (%s): one program, %d steps per epoch.",
-               len(trials), ", ".join(workdirs), steps_per_epoch)
+  layout = Layout(fresh, [single_run_structure(c, steps_per_epoch, dims[0]) for c in configs])
+  logging.info("Vectorised group of %d trials (%s): one program, %d steps per epoch%s.",
+               len(trials), ", ".join(workdirs), steps_per_epoch,
+               f", each with its own {', '.join(numbers.keys)}" if numbers.keys else "")
   with contextlib.ExitStack() as stack:
     for trial in trials:
       stack.enter_context(workdir_lib.claim(trial.workdir, trial.config))
@@ -181,7 +246,7 @@ def train_group(configs: list, workdirs: list[str],
       if trial.reporter.wandb is not None:
         stack.callback(trial.reporter.wandb.finish)
       trial.watch = nonfinite.Watch.from_config(trial.config)
-    states = _resume(trials, fresh)
+    states = _resume(trials, fresh, layout)
     one_trial = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), fresh)
     model_summary = str(build.summarize_state(one_trial, splits[seeds[0]].train["inputs"][:1],
                                               base))
@@ -192,23 +257,53 @@ def train_group(configs: list, workdirs: list[str],
       workdir_lib.write_json(run_dir.preprocessing, {**splits[seeds[trial.seed_index]]
                                                      .preprocessing, "model_dims": dims[0]})
     group = _Group(base, task, mesh, trials, splits, seeds, steps_per_epoch,
-                   trial_axis or default_trial_axis(mesh))
+                   trial_axis or default_trial_axis(mesh), numbers,
+                   numbers.arrays(configs), layout)
     states = group.train(states)
     return group.finish(states)
 
 
-def _resume(trials: list[_Trial], fresh):
+def single_run_structure(config, steps_per_epoch: int, dims: dict):
+  """The pytree structure of `config`'s single-run train state (no arrays are made)."""
+  build_state = build.state_builder(config, steps_per_epoch, dims)
+  return jax.tree.structure(jax.eval_shape(build_state, jnp.uint32(config.seed)))
+
+
+@dataclasses.dataclass
+class Layout:
+  """How a group's stacked state relates to each trial's single-run state.
+
+  Their arrays are the same, in the same order; their structures may differ
+  where a trial's single run builds no state-free piece the group needs (an
+  optimizer without weight decay, in a group where the decay differs).
+  """
+  group: object  # the stacked state (its structure, less the trial axis, is the group's)
+  singles: list  # each trial's single-run structure
+
+  def __post_init__(self):
+    self.group = jax.tree.structure(self.group)
+
+  def single(self, states, t: int):
+    """Trial `t` of the stacked `states` as its single run holds it."""
+    member = as_single_run(jax.tree.map(lambda a: a[t], states))
+    return jax.tree.unflatten(self.singles[t], jax.tree.leaves(member))
+
+  def member(self, state, rate: float):
+    """A trial's single-run `state` as a member of the group (base rate 1, `lr_scale` rate)."""
+    return as_group_member(jax.tree.unflatten(self.group, jax.tree.leaves(state)), rate)
+
+
+def _resume(trials: list[_Trial], fresh, layout: Layout):
   """The stacked states to start from: each trial's latest checkpoint, or its fresh state."""
   states = []
   for t, trial in enumerate(trials):
     rate = trial.config.optimizer.learning_rate
-    template = as_single_run(jax.tree.map(lambda a, t=t: a[t], fresh))
-    state, saved = trial.checkpoints.restore_latest(template)
+    state, saved = trial.checkpoints.restore_latest(layout.single(fresh, t))
     if saved:
       trial.progress = Progress(**saved)
       if trial.progress.partial_epoch:  # Interrupted mid-epoch by a single run: not ours.
         trial.progress.partial_epoch, trial.progress.data_position = [], None
-    states.append(as_group_member(state, rate))
+    states.append(layout.member(state, rate))
   done = {trial.progress.epochs_done for trial in trials if trial.active}
   if len(done) > 1:
     raise CannotGroup(f"the trials stand at different epochs {sorted(done)}")
@@ -225,6 +320,9 @@ class _Group:
   seeds: list
   steps_per_epoch: int
   trial_axis: str  # see TRIAL_AXES
+  numbers: TrialNumbers
+  number_arrays: dict  # {key: [trials]}
+  layout: Layout
 
   def __post_init__(self):
     c = self.config
@@ -241,13 +339,18 @@ class _Group:
     skip = c.on_nonfinite == "skip"
     max_count = c.steps_per_call
 
-    def one_chunk(state, seed_index, active, arrays, orders, first, count):
+    steps = self.steps_per_epoch
+
+    def one_chunk(state, seed_index, active, numbers, arrays, orders, first, count):
       batch_at = lambda i: jax.tree.map(lambda a: a[seed_index, orders[seed_index, first + i]],
                                         arrays)
-      new, metrics, health = train_steps(state, batch_at, count, max_count=max_count,
-                                         task=self.task, skip_nonfinite=skip, augment=augment,
-                                         model_transform=self.transform)
-      new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new, state)
+      settings = self.numbers.optimizer_settings(numbers)
+      trial_state = state.replace(tx=build.make_tx(c, steps, 1.0, settings)) if settings else state
+      new, metrics, health = train_steps(
+          trial_state, batch_at, count, max_count=max_count, task=self._task(numbers),
+          skip_nonfinite=skip, augment=augment,
+          model_transform=self.numbers.model_transform(numbers, self.transform))
+      new = jax.tree.map(lambda n, o: jnp.where(active, n, o), new.replace(tx=state.tx), state)
       return new, metrics, health
 
     cpu = self.transform is not None
@@ -255,14 +358,21 @@ class _Group:
     self.train_chunk = jax.jit(over_trials(one_chunk, 4, self.trial_axis), donate_argnums=0,
                                compiler_options=options("train"))
 
-    def one_eval(state, seed_index, batches, i):
+    def one_eval(state, seed_index, numbers, batches, i):
       batch = jax.tree.map(lambda b: b[seed_index, i], batches)
-      return eval_step(state, batch, task=self.task, model_transform=self.transform)
+      return eval_step(state, batch, task=self._task(numbers), model_transform=self.transform)
 
     self.eval_batch = jax.jit(over_trials(one_eval, 2, self.trial_axis),
                               compiler_options=options("eval"))
     self.merge = jax.jit(jax.vmap(lambda a, b: a.merge(b)))
     self.compute = jax.jit(jax.vmap(lambda m: m.compute()))
+
+  def _task(self, numbers: dict) -> tasks.Task:
+    """The task whose loss has the trial's (traced) settings."""
+    settings = self.numbers.loss_settings(numbers)
+    return tasks.make_task(self.config, 0, settings)._replace(
+        eval_metrics=self.task.eval_metrics, train_metrics=self.task.train_metrics
+    ) if settings else self.task
 
   def _orders(self, epoch: int) -> jax.Array:
     """Each seed's shuffled batch order for `epoch`, as its single run draws it."""
@@ -306,7 +416,8 @@ class _Group:
     while step < self.steps_per_epoch:
       count = min(c.steps_per_call, c.log_every_steps - window, self.steps_per_epoch - step)
       states, metrics, health = self.train_chunk(states, self.seed_index, active,
-                                                 self.train_arrays, orders, step, count)
+                                                 self.number_arrays, self.train_arrays, orders,
+                                                 step, count)
       merged = metrics if merged is None else self.merge(merged, metrics)
       healths.append((health, count))
       step, window = step + count, (window + count) % c.log_every_steps
@@ -336,13 +447,13 @@ class _Group:
     num_batches = jax.tree.leaves(batches)[0].shape[1]
     merged = None
     for i in range(num_batches):
-      metrics = self.eval_batch(states, self.seed_index, batches, i)
+      metrics = self.eval_batch(states, self.seed_index, self.number_arrays, batches, i)
       merged = metrics if merged is None else self.merge(merged, metrics)
     return merged
 
   def _after_validation(self, trial: _Trial, states, t: int, epoch: int, train_metrics,
                         val_metrics, seconds: float) -> None:
-    state = as_single_run(jax.tree.map(lambda a: a[t], states))
+    state = self.layout.single(states, t)
     train_t, val_t = self._scalars(train_metrics, t), self._scalars(val_metrics, t)
     step = int(state.step)
     trial.reporter.write(step, "train", train_t, echo=False)
@@ -359,11 +470,10 @@ class _Group:
         self.splits[s].test, self.config.eval_batch_size, self.mesh) for s in self.seeds]))
     best = []
     for t, trial in enumerate(self.trials):
-      template = as_single_run(jax.tree.map(lambda a, t=t: a[t], states))
-      if trial.failure or not trial.progress.history:
-        best.append(template)
-      else:
-        best.append(trial.checkpoints.restore_best(template)[0])
+      template = self.layout.single(states, t)
+      if not trial.failure and trial.progress.history:
+        template = trial.checkpoints.restore_best(template)[0]
+      best.append(self.layout.member(template, trial.config.optimizer.learning_rate))
     stacked = _stack(best)
     test_metrics = self._evaluate(stacked, test)
     results = []
