@@ -57,6 +57,9 @@ def _declare() -> tuple[ml_collections.ConfigDict, dict]:
   field("data.split_ratios", "", split_ratios())
   # 0: all; a prefix, for quick trials
   field("data.max_train_examples", 0, at_least(0, "use 0 (all) or a number of examples"))
+  # -1: off; else a class id whose examples become the positives (1) of a binary task, all
+  # others negatives (0): one-vs-rest, e.g. Fashion-MNIST's shirts (class 6) at 1 in 10.
+  field("data.positive_class", -1, at_least(-1, "use -1 (off) or a class id such as 6"))
   # Images: per-channel mean/std on [0, 1] pixels; empty: fitted on the train split.
   field("data.mean", (), numbers("one value per channel, e.g. (0.1307,), or () to fit it"))
   field("data.std", (),

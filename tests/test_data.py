@@ -28,6 +28,19 @@ def test_real_mnist_shapes_and_label_counts(mnist_root):
   assert np.sum(raw.test[1] == 0) == 980
 
 
+def test_positive_class_makes_a_one_vs_rest_binary_dataset(mnist_root):
+  config = default_config()
+  config.data.dir, config.data.positive_class = mnist_root, 0
+  raw = datasets.load_raw(config.data)
+  assert set(np.unique(raw.train[1])) == {0, 1}
+  assert np.sum(raw.train[1]) == 5923 and np.sum(raw.test[1]) == 980  # MNIST's zeros.
+  assert raw.class_names == ("not 0", "0")
+  config.data.positive_class = 10
+  with pytest.raises(ConfigError, match=r"config.data.positive_class=10, but mnist's labels "
+                                        r"run 0..9; use one of its class ids, or -1 \(off\)."):
+    datasets.load_raw(config.data)
+
+
 def test_a_label_outside_the_datasets_classes_is_named_with_file_and_index(fake_root):
   path = os.path.join(fake_root, "mnist", "train-labels-idx1-ubyte.gz")
   labels = idx.read_idx(path, idx.LABELS_MAGIC).copy()

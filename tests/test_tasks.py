@@ -69,12 +69,35 @@ def test_binary_and_regression_metrics_from_one_batch():
   assert float(regression["mae"]) == pytest.approx(1.5 / 3)
 
 
+def test_balanced_accuracy_and_f1_match_sklearn_over_batches_with_padding():
+  metrics = pytest.importorskip("sklearn.metrics")
+  rng = np.random.default_rng(0)
+  labels = (rng.random(300) < 0.1).astype(np.float32)  # Rare positives: where they matter.
+  logits = rng.normal(size=(300, 1)) + 1.5 * labels[:, None] - 2.0
+  merged = None
+  for start in range(0, 300, 64):  # Batches of 64, the last padded with weight 0.
+    x, y = logits[start:start + 64], labels[start:start + 64]
+    pad = 64 - len(y)
+    batch = tasks.BINARY.eval_metrics.single_from_model_output(
+        loss=jnp.zeros(64), logits=jnp.asarray(np.pad(x, ((0, pad), (0, 0)))),
+        labels=jnp.asarray(np.pad(y, (0, pad), constant_values=1.0)),
+        mask=jnp.asarray(np.r_[np.ones(len(y)), np.zeros(pad)]))
+    merged = batch if merged is None else merged.merge(batch)
+  got = merged.compute()
+  predicted = (logits[:, 0] > 0).astype(int)
+  assert float(got["balanced_accuracy"]) == pytest.approx(
+      metrics.balanced_accuracy_score(labels, predicted), abs=1e-6)
+  assert float(got["f1"]) == pytest.approx(metrics.f1_score(labels, predicted), abs=1e-6)
+  assert float(got["accuracy"]) > float(got["balanced_accuracy"])  # Accuracy flatters.
+
+
 def test_top_k_is_reported_only_with_more_classes_than_k():
   config = default_config()
   assert "top5_accuracy" in tasks.metric_names(tasks.make_task(config, 10))
   assert "top5_accuracy" not in tasks.metric_names(tasks.make_task(config, 2))
   config.task = "binary"
-  assert tasks.metric_names(tasks.make_task(config, 1)) == ["accuracy", "loss", "roc_auc"]
+  assert tasks.metric_names(tasks.make_task(config, 1)) == [
+      "accuracy", "balanced_accuracy", "f1", "loss", "roc_auc"]
 
 
 def test_targets_that_do_not_suit_the_task_name_the_task_to_use():

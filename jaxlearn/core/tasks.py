@@ -120,6 +120,47 @@ class RocAuc(metrics.Metric):
 
 
 @flax.struct.dataclass
+class BinaryCounts(metrics.Metric):
+  """True/false positives and negatives at logit 0 (probability 1/2), weighted, summed over
+  batches; subclasses compute a figure that, unlike accuracy, imbalance cannot inflate."""
+  true_positives: jax.Array
+  false_positives: jax.Array
+  false_negatives: jax.Array
+  true_negatives: jax.Array
+
+  @classmethod
+  def from_model_output(cls, *, logits, labels, mask=None, **_) -> "BinaryCounts":
+    predicted = logits.reshape(-1) > 0
+    actual = labels.reshape(-1) > 0.5
+    weight = jnp.ones(predicted.shape) if mask is None else mask.reshape(-1).astype(jnp.float32)
+    count = lambda p, a: jnp.sum(weight * ((predicted == p) & (actual == a)))
+    return cls(count(True, True), count(True, False), count(False, True), count(False, False))
+
+  def merge(self, other: "BinaryCounts") -> "BinaryCounts":
+    return jax.tree.map(jnp.add, self, other)
+
+
+@flax.struct.dataclass
+class BalancedAccuracy(BinaryCounts):
+  """The mean of the recall on positives and on negatives (sklearn's balanced_accuracy)."""
+
+  def compute(self) -> jax.Array:
+    recall = self.true_positives / jnp.maximum(self.true_positives + self.false_negatives, 1e-12)
+    specificity = self.true_negatives / jnp.maximum(self.true_negatives + self.false_positives,
+                                                    1e-12)
+    return (recall + specificity) / 2
+
+
+@flax.struct.dataclass
+class PositiveF1(BinaryCounts):
+  """F1 of the positive class: 2 TP / (2 TP + FP + FN) (sklearn's f1_score)."""
+
+  def compute(self) -> jax.Array:
+    tp2 = 2 * self.true_positives
+    return tp2 / jnp.maximum(tp2 + self.false_positives + self.false_negatives, 1e-12)
+
+
+@flax.struct.dataclass
 class RSquared(metrics.Metric):
   """1 - SSE / SST over every (unmasked) target, from running sums."""
   squared_error: jax.Array
@@ -177,7 +218,8 @@ CLASSIFICATION = _make_task("classification", losses.cross_entropy, np.int32,
                             lambda targets: int(targets.max()) + 1,
                             accuracy=WeightedAverage.from_fun(_correct))
 BINARY = _make_task("binary", losses.binary_cross_entropy, np.float32, lambda targets: 1,
-                    accuracy=WeightedAverage.from_fun(_binary_correct), roc_auc=RocAuc)
+                    accuracy=WeightedAverage.from_fun(_binary_correct), roc_auc=RocAuc,
+                    balanced_accuracy=BalancedAccuracy, f1=PositiveF1)
 REGRESSION = _make_task("regression", losses.mse, np.float32, _target_width,
                         mse=WeightedAverage.from_fun(_squared_error),
                         mae=WeightedAverage.from_fun(_absolute_error), r2=RSquared)
