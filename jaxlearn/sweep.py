@@ -7,6 +7,8 @@
                                 loguniform(a,b), uniform(a,b), int(a,b) or choice(a,b,...)
   --parallel K                  trials that cannot share a program: K processes at a time
   --config.KEY=V                overrides the base config, as for jaxlearn.main
+  --study=NAME [--smoke]        a study of experiments/studies/NAME.py instead of --config
+                                and --grid (--smoke: a few hundred examples, one epoch)
 
 Every trial is a normal run in DIR/<trial>/ (evaluate, predict and export work
 on it). Trials that differ only in the seed, learning rate, weight decay, dropout
@@ -47,6 +49,17 @@ def run(config, grid: dict | None = None, *, workdir: str, seeds: list[int] | No
                     max_group=max_group)
 
 
+def run_study(name: str, *, workdir: str, smoke: bool = False, parallel: int = 1) -> list[dict]:
+  """Runs the study `name` (experiments/studies/NAME.py, see `jaxlearn.sweeps.study`)."""
+  from jaxlearn.sweeps import runner, study  # pylint: disable=import-outside-toplevel
+  definition = study.load(name)
+  trials = study.trials(definition, smoke)
+  title = f"# Study: {definition.question}" + (" (--smoke)" if smoke else "")
+  return runner.run(trials[0].config, workdir, parallel=parallel,
+                    vectorise=definition.vectorise, record=study.record(definition, name, smoke),
+                    trials=trials, title=title)
+
+
 def _grid(specs: list[str], config) -> dict:
   from jaxlearn.sweeps import spec  # pylint: disable=import-outside-toplevel
   grid = {}
@@ -83,12 +96,29 @@ def main(argv):
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().python_handler.addFilter(cli.only_jaxlearn_info)
   cli.log_plainly()
-  random = dict(spec.parse_random(text, config) for text in values.random)
+  failures_expected = False
   try:
-    rows = run(config, _grid(values.grid, config), workdir=values.workdir,
-               seeds=_seeds(values.seeds) if values.seeds else None, random=random,
-               trials=values.trials, sampler=values.sampler, parallel=values.parallel,
-               vectorise=values.vectorise, max_group=values.max_group)
+    if values.study:
+      if config is not None or values.grid or values.random or values.seeds:
+        raise cli_error(f"--study={values.study} defines the config, settings and seeds; give "
+                        "it without --config, --grid, --random or --seeds (edit or copy the "
+                        "study file to change them).")
+      from jaxlearn.sweeps import study  # pylint: disable=import-outside-toplevel
+      failures_expected = study.load(values.study).failures_expected
+      rows = run_study(values.study, workdir=values.workdir, smoke=values.smoke,
+                       parallel=values.parallel)
+    else:
+      if config is None:
+        raise cli_error("Give --config=configs/X.py (the base config of the sweep), or "
+                        "--study=NAME.")
+      if values.smoke:
+        raise cli_error("--smoke shrinks a --study; for a quick --grid sweep override the "
+                        "config, e.g. --config.num_epochs=1.")
+      random = dict(spec.parse_random(text, config) for text in values.random)
+      rows = run(config, _grid(values.grid, config), workdir=values.workdir,
+                 seeds=_seeds(values.seeds) if values.seeds else None, random=random,
+                 trials=values.trials, sampler=values.sampler, parallel=values.parallel,
+                 vectorise=values.vectorise, max_group=values.max_group)
   except TrainingInterrupted as e:
     print(f"\njaxlearn: {e}", file=sys.stderr)
     sys.exit(EXIT_INTERRUPTED)
@@ -99,7 +129,10 @@ def main(argv):
       name for name in (results.RESULTS_CSV, results.RESULTS_MD, results.SUMMARY_PNG,
                         results.CURVES_PNG) if os.path.exists(os.path.join(workdir, name))))
   failed = [r["trial"] for r in rows if str(r.get("status", "")).startswith("failed")]
-  if failed:
+  if failed and failures_expected:
+    print(f"{len(failed)} of {len(rows)} trials diverged or turned non-finite, as this study "
+          f"shows happens ({', '.join(failed)}).")
+  elif failed:
     cli.fail(f"{len(failed)} of {len(rows)} trials failed ({', '.join(failed)}); each one's "
              "error is in results.md and failures.json, its checkpoints are kept.")
 
@@ -109,7 +142,11 @@ if __name__ == "__main__":
   _CONFIG = config_flags.DEFINE_config_file("config", None, "The base config (configs/*.py).",
                                             lock_config=True)
   flags.DEFINE_string("workdir", None, "The sweep's folder; each trial is DIR/<trial>/.")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
+  flags.DEFINE_string("study", "", "A study of experiments/studies/ (its name, or a file) "
+                      "instead of --config and --grid.")
+  flags.DEFINE_bool("smoke", False, "Run the --study shrunk to seconds (one epoch, a few "
+                    "hundred examples, one seed).")
   flags.DEFINE_multi_string("grid", [], "KEY=V1,V2,...: a config field and its values.")
   flags.DEFINE_string("seeds", "", "Seeds each setting is trained with, e.g. 0,1,2.")
   flags.DEFINE_multi_string("random", [], "KEY=DIST(ARGS): a field an Optuna search samples.")

@@ -30,6 +30,8 @@ ZOO = {
     "rnn": ({"vocab_size": 20, "embed_dim": 4, "hidden": 4}, np.array([[3, 4, 0], [5, 0, 0]])),
     "gru": ({"vocab_size": 20, "embed_dim": 4, "hidden": 4}, np.array([[3, 4, 0], [5, 0, 0]])),
     "lstm": ({"vocab_size": 20, "embed_dim": 4, "hidden": 4}, np.array([[3, 4, 0], [5, 0, 0]])),
+    "simple_rnn": ({"vocab_size": 20, "embed_dim": 4, "hidden": 4},
+                   np.array([[3, 4, 0], [5, 0, 0]])),
     "embedding_bag": ({"vocab_size": 20, "embed_dim": 4, "hidden": (4,)},
                       np.array([[3, 4, 0], [5, 0, 0]])),
 }
@@ -58,7 +60,7 @@ def _pure_model(name):
 
 
 # nnx.Embed computes in float32 whatever its table's dtype, so the text models run in float32.
-FLOAT32_ONLY = ("rnn", "gru", "lstm", "embedding_bag")
+FLOAT32_ONLY = ("rnn", "gru", "lstm", "simple_rnn", "embedding_bag")
 # Deep ReLU networks: a random direction over millions of weights moves pre-activations far
 # enough at eps=1e-6 to cross ReLU kinks; 1e-8 (float64 still resolves it) does not.
 SMALL_STEP = ("resnet18", "resnet56")

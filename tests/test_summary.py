@@ -33,6 +33,7 @@ ZOO = {  # name -> (arguments, one input)
             jax.ShapeDtypeStruct((2, 12), jnp.int32)),
     "gru": ({"vocab_size": 50}, jax.ShapeDtypeStruct((2, 12), jnp.int32)),
     "lstm": ({"vocab_size": 50}, jax.ShapeDtypeStruct((2, 12), jnp.int32)),
+    "simple_rnn": ({"vocab_size": 50}, jax.ShapeDtypeStruct((2, 12), jnp.int32)),
     "embedding_bag": ({"vocab_size": 50}, jax.ShapeDtypeStruct((2, 12), jnp.int32)),
 }
 

@@ -9,7 +9,7 @@ import pytest
 from jaxlearn.errors import ConfigError
 from jaxlearn.models import (BasicBlock, DigitTransformer, EmbeddingBagMLP, GRUClassifier,
                              LinearRegression, LSTMClassifier, ResNet18, ResNet20, ResNet56,
-                             SimpleClassifier, SimpleCNN)
+                             SimpleClassifier, SimpleCNN, SimpleRNNClassifier)
 from jaxlearn.models.transformer import sinusoidal_positions
 
 
@@ -126,6 +126,8 @@ TEXT_MODELS = {
     "bilstm": lambda: LSTMClassifier(50, embed_dim=8, hidden=16, bidirectional=True,
                                      rngs=nnx.Rngs(0)),
     "bag": lambda: EmbeddingBagMLP(50, embed_dim=8, hidden=(16,), rngs=nnx.Rngs(0)),
+    "bag_one_width": lambda: EmbeddingBagMLP(50, embed_dim=8, hidden=16, rngs=nnx.Rngs(0)),
+    "simple_rnn": lambda: SimpleRNNClassifier(50, embed_dim=8, hidden=16, rngs=nnx.Rngs(0)),
 }
 
 
@@ -191,6 +193,7 @@ FORWARD_MODE_CASES = {
     "rnn": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8}, (2, 6), True),
     "gru": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8, "bidirectional": True}, (2, 6), True),
     "lstm": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8}, (2, 6), True),
+    "simple_rnn": ({"vocab_size": 30, "embed_dim": 8, "hidden": 8}, (2, 6), True),
     "embedding_bag": ({"vocab_size": 30, "embed_dim": 8, "hidden": (8,)}, (2, 6), True),
 }
 # The deep ResNets share every layer with resnet20 and resnet; a Hessian-vector product

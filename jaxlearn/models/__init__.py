@@ -16,7 +16,13 @@ from jaxlearn.models.lenet import LeNet5
 from jaxlearn.models.linear import LinearRegression, SimpleClassifier
 from jaxlearn.models.mlp import MLP
 from jaxlearn.models.resnet import BasicBlock, ResNet, ResNet18, ResNet20, ResNet56
-from jaxlearn.models.text import EmbeddingBagMLP, GRUClassifier, LSTMClassifier, RNNClassifier
+from jaxlearn.models.text import (
+    EmbeddingBagMLP,
+    GRUClassifier,
+    LSTMClassifier,
+    RNNClassifier,
+    SimpleRNNClassifier,
+)
 from jaxlearn.models.transformer import DigitTransformer
 
 MODELS = {
@@ -33,6 +39,7 @@ MODELS = {
     "rnn": RNNClassifier,
     "gru": GRUClassifier,
     "lstm": LSTMClassifier,
+    "simple_rnn": SimpleRNNClassifier,
     "embedding_bag": EmbeddingBagMLP,
 }
 

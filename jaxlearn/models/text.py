@@ -16,7 +16,9 @@ import jax.numpy as jnp
 from jaxlearn.errors import ConfigError
 from jaxlearn.models.dropout import Dropout
 
-CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell}
+# "simple": Elman's RNN, h' = tanh(W x + U h + b), the cell whose gradients vanish over long
+# sequences (the problem LSTM and GRU gates were made to solve).
+CELLS = {"gru": nnx.GRUCell, "lstm": nnx.OptimizedLSTMCell, "simple": nnx.SimpleCell}
 
 
 def sequence_lengths(ids: jax.Array, pad_id: int = 0) -> jax.Array:
@@ -25,7 +27,8 @@ def sequence_lengths(ids: jax.Array, pad_id: int = 0) -> jax.Array:
 
 
 class RNNClassifier(nnx.Module):
-  """embedding -> dropout -> GRU/LSTM (optionally both directions) -> last state -> dropout -> fc."""
+  """embedding -> dropout -> RNN (GRU, LSTM or simple; optionally both directions) -> last
+  state -> dropout -> fc."""
 
   def __init__(self, vocab_size: int, num_classes: int = 2, cell: str = "gru",
                embed_dim: int = 128, hidden: int = 128, bidirectional: bool = False,
@@ -71,6 +74,16 @@ class GRUClassifier(RNNClassifier):
                      pad_id, rngs=rngs)
 
 
+class SimpleRNNClassifier(RNNClassifier):
+  """RNNClassifier with Elman's simple (tanh) cell: the baseline the gated cells improve on."""
+
+  def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 128,
+               hidden: int = 128, bidirectional: bool = False, dropout: float = 0.0,
+               pad_id: int = 0, *, rngs: nnx.Rngs):
+    super().__init__(vocab_size, num_classes, "simple", embed_dim, hidden, bidirectional,
+                     dropout, pad_id, rngs=rngs)
+
+
 class LSTMClassifier(RNNClassifier):
   """RNNClassifier with an LSTM cell."""
 
@@ -82,15 +95,16 @@ class LSTMClassifier(RNNClassifier):
 
 
 class EmbeddingBagMLP(nnx.Module):
-  """The bag-of-words baseline: the mean embedding of the real tokens -> MLP."""
+  """The bag-of-words baseline: the mean embedding of the real tokens -> MLP (`hidden`: the
+  layers' widths, or one width as the recurrent models take it)."""
 
   def __init__(self, vocab_size: int, num_classes: int = 2, embed_dim: int = 64,
-               hidden: Sequence[int] = (64,), dropout: float = 0.0, pad_id: int = 0, *,
+               hidden: Sequence[int] | int = (64,), dropout: float = 0.0, pad_id: int = 0, *,
                rngs: nnx.Rngs):
     self.expected_input = f"int token ids shaped (length,), each below {vocab_size}"
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
     self.pad_id = pad_id
-    sizes = [embed_dim, *hidden]
+    sizes = [embed_dim, *((hidden,) if isinstance(hidden, int) else hidden)]
     self.hidden = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes, sizes[1:])])
     self.dropout = Dropout(dropout)
     self.head = nnx.Linear(sizes[-1], num_classes, rngs=rngs)

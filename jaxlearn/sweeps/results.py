@@ -30,21 +30,40 @@ def trial_row(name: str, values: dict, workdir: str, monitor: str, failure: str 
              if k.startswith(("best_val_", "test_")) and isinstance(v, (int, float))}
   reason = summary.get("stop_reason", "")
   status = "finished" if reason.startswith("completed") else reason.split(":")[0].split(" (")[0]
-  return {**row, f"best_val_{monitor}": metrics.pop(f"best_val_{monitor}", None), **metrics,
+  best = next((h for h in summary.get("history", []) if h["epoch"] == summary.get("best_epoch")),
+              {})
+  return {**row, f"train_{monitor}": best.get(f"train_{monitor}"),
+          f"best_val_{monitor}": metrics.pop(f"best_val_{monitor}", None), **metrics,
           "best_epoch": summary.get("best_epoch"), "epochs_run": summary.get("epochs_run"),
-          "seconds": round(summary.get("train_seconds", 0.0), 2), "status": status}
+          "seconds": round(summary.get("train_seconds", 0.0), 2), "status": status,
+          "diagnosis": findings(workdir)}
 
 
-def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: str) -> None:
-  """results.csv (every row) and results.md (the rows, then mean ± std over seeds)."""
+def findings(workdir: str) -> str:
+  """The problems the run's diagnosis names (its diagnosis.json, else from its records)."""
+  from jaxlearn.runs import diagnosis  # pylint: disable=import-outside-toplevel
+  path = RunDir(workdir).diagnosis
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      names = [f["problem"] for f in json.load(f)["findings"]]
+  else:  # A vectorised trial: the checks its records allow (no per-layer statistics).
+    names = [f.problem for f in diagnosis.diagnose(diagnosis.read_records(workdir))]
+  return " ".join(names) or "-"
+
+
+def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: str,
+                 title: str = "") -> None:
+  """results.csv (every row) and results.md (`title`, the rows, then mean ± std over seeds)."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
   with open(os.path.join(directory, RESULTS_CSV), "w", encoding="utf-8", newline="") as f:
     writer = csv.DictWriter(f, columns)
     writer.writeheader()
     writer.writerows(rows)
-  shown = ["trial", *varied, f"best_val_{monitor}", f"test_{monitor}", "best_epoch", "seconds",
-           "status"]
+  shown = ["trial", *varied, f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}",
+           "best_epoch", "seconds", "status", "diagnosis"]
   text = io.StringIO()
+  if title:
+    text.write(f"{title}\n\n")
   text.write(f"# Sweep results ({len(rows)} trials; best validation {monitor} of each trial's "
              "best checkpoint, and its test score; seconds of training, shared by the trials "
              "of one vectorised program)\n\n")
@@ -53,7 +72,8 @@ def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: s
     text.write("\n## Over seeds (mean ± std, n = trials per setting)\n\n")
     text.write(_markdown(over_seeds(rows, [k for k in varied if k != "seed"], monitor),
                          [k for k in varied if k != "seed"]
-                         + [f"best_val_{monitor}", f"test_{monitor}", "n"]))
+                         + [f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}",
+                            "n"]))
   with open(os.path.join(directory, RESULTS_MD), "w", encoding="utf-8") as f:
     f.write(text.getvalue())
 
@@ -66,7 +86,7 @@ def over_seeds(rows: list[dict], keys: list[str], monitor: str) -> list[dict]:
   table = []
   for members in settings.values():
     row = {k: members[0][k] for k in keys}
-    for metric in (f"best_val_{monitor}", f"test_{monitor}"):
+    for metric in (f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}"):
       values = [m[metric] for m in members if isinstance(m.get(metric), (int, float))]
       row[metric] = _mean_std(values)
     row["n"] = sum(isinstance(m.get(f"test_{monitor}"), (int, float)) for m in members)
