@@ -57,7 +57,7 @@ def run_study(name: str, *, workdir: str, smoke: bool = False, parallel: int = 1
   title = f"# Study: {definition.question}" + (" (--smoke)" if smoke else "")
   return runner.run(trials[0].config, workdir, parallel=parallel,
                     vectorise=definition.vectorise, record=study.record(definition, name, smoke),
-                    trials=trials, title=title)
+                    trials=trials, title=title, also=definition.also)
 
 
 def _grid(specs: list[str], config) -> dict:

@@ -180,6 +180,19 @@ def test_the_checks_on_hand_made_records():
   layers[0]["layers"]["b"]["dead_fraction"] = 0.0
   assert "a's is 1e-06 of c's" in find(_records(_epochs([1.0, 0.9], [1.0, 0.9]), layers=layers))[
       "vanishing_gradients"].evidence
+  zero = {"grad_norm": 0.0, "update_ratio": 0.0, "weight_norm": 0.0, "dead_fraction": 1.0}
+  stuck = diagnosis.diagnose(_records(_epochs([2.3, 2.3], [2.3, 2.3]), layers=[
+      {"epoch": 2, "layers": {"a": zero, "b": zero, "c": layers[0]["layers"]["c"]}}]))
+  assert [f.problem for f in stuck] == ["zero_weights"]  # It explains the dead units too.
+  assert stuck[0].evidence.startswith("a, b still have all-zero weights at epoch 2")
+  # At chance with dead ReLUs: the rate's fault only when the steps were large.
+  for ratio, blamed in ((0.5, True), (5e-3, False)):
+    dead = {"grad_norm": 1e-3, "update_ratio": ratio, "weight_norm": 1, "dead_fraction": 0.9}
+    chance = find(_records(_epochs([2.3, 2.3], [2.3, 2.3], train_accuracy=[0.1, 0.1]),
+                           layers=[{"epoch": 2, "layers": {"a": dead, "b": dead}}],
+                           class_counts=[10] * 10))
+    assert ("learning_rate_too_high" in chance) == blamed, chance
+    assert "dead_relus" in chance
   exploding = find(_records(_epochs([1.0, 0.9], [1.0, 0.9], train_grad_norm=[1.0, 500.0])))
   assert "grew from 1 in epoch 1 to 500 in epoch 2" in exploding["exploding_gradients"].evidence
   healthy = _records(_epochs([1.0, 0.5, 0.3], [1.0, 0.6, 0.5], train_accuracy=[0.7, 0.9, 0.95]),
@@ -209,6 +222,11 @@ def test_the_issues_runs_each_get_their_problem_and_lenet_none(tmp_path, mnist_r
   sigmoid.optimizer.name, sigmoid.optimizer.learning_rate = "sgd", 0.1
   sigmoid.schedule.name, sigmoid.data.max_train_examples, sigmoid.num_epochs = "constant", 3000, 2
   assert "vanishing_gradients" in _problems(_mnist_run(tmp_path, "sigmoid", sigmoid, mnist_root))
+
+  zeros = mnist_mlp.get_config()
+  zeros.model.hidden, zeros.init.linear, zeros.data.max_train_examples = (64, 64), "zeros", 3000
+  zeros.num_epochs = 2
+  assert _problems(_mnist_run(tmp_path, "zeros", zeros, mnist_root)) == ["zero_weights"]
 
   tiny = mnist_mlp.get_config()
   tiny.model.hidden, tiny.data.max_train_examples, tiny.batch_size = (256,), 300, 64

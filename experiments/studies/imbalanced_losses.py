@@ -35,4 +35,5 @@ def get_study() -> Study:
           "weighted_bce": {"loss.name": "binary_cross_entropy", "loss.pos_weight": 9.0},
           "focal": {"loss.name": "binary_focal", "loss.gamma": 2.0},
       },
-      seeds=(0, 1, 2))
+      seeds=(0, 1, 2),
+      also=("accuracy", "f1", "roc_auc"))

@@ -5,7 +5,9 @@
 Each study runs as `python -m jaxlearn.sweep --study=NAME --workdir=WORKDIR/NAME`
 (a rerun skips finished trials); its results.md, results.csv, summary.png and
 curves.png are copied here with run.json: the wall time, the CPU, the versions
-and the date, which experiments/studies/README.md quotes.
+and the date, which experiments/studies/README.md quotes. `--keep-time` rewrites
+the tables of finished studies (e.g. after a change to the table's columns) and
+keeps the time, machine and date of the run that trained them.
 """
 
 import argparse
@@ -33,7 +35,7 @@ def cpu_model() -> str:
                if line.startswith("Model name")), platform.processor())
 
 
-def record(name: str, workdir: str) -> dict:
+def record(name: str, workdir: str, keep_time: bool = False) -> dict:
   started = time.time()
   done = subprocess.run([sys.executable, "-m", "jaxlearn.sweep", f"--study={name}",
                          f"--workdir={os.path.join(workdir, name)}"], check=False)
@@ -49,7 +51,13 @@ def record(name: str, workdir: str) -> dict:
          "cpu": cpu_model(), "cores": os.cpu_count(), "jax": jax.__version__,
          "python": platform.python_version(),
          "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
-  with open(os.path.join(out, "run.json"), "w", encoding="utf-8") as f:
+  path = os.path.join(out, "run.json")
+  if keep_time and os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      trained = json.load(f)
+    run = {**run, **{k: trained[k] for k in ("wall_seconds", "cpu", "cores", "jax", "python",
+                                             "date")}, "tables_rewritten": run["date"]}
+  with open(path, "w", encoding="utf-8") as f:
     json.dump(run, f, indent=2)
   return run
 
@@ -58,9 +66,11 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("names", nargs="*", default=list(STUDIES))
   parser.add_argument("--workdir", default="/tmp/studies")
+  parser.add_argument("--keep-time", action="store_true",
+                      help="keep the time, machine and date of the run that trained them")
   args = parser.parse_args()
   for name in args.names:
-    print(json.dumps(record(name, args.workdir)), flush=True)
+    print(json.dumps(record(name, args.workdir, args.keep_time)), flush=True)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ EXPLODING = 1e3
 DEAD = 0.5  # fraction of the units feeding a layer that never fire
 UPDATE_SPREAD = 100.0  # a layer's update/weight ratio against the median layer's
 TOO_SLOW_RATIO = 1e-4  # update/weight ratio per step: healthy training is near 1e-3
+# ... and well above it, steps large enough to knock ReLUs dead (units also die when the
+# signal vanishes under a tiny initialisation, with small steps: not the rate's fault)
+LARGE_STEP_RATIO = 2e-2
 BARELY_MOVING = 0.1  # relative fall of the training loss over the whole run
 
 
@@ -79,6 +82,9 @@ def _json(path: str):
 
 def diagnose(records: Records) -> list[Finding]:
   """Every finding the records show, most fundamental first."""
+  zero = _zero_weights(records)
+  if zero:  # Nothing else can be read while no unit differs from another.
+    return zero
   findings = []
   for check in (_diverged, _too_slow, _underfitting, _overfitting, _stopped_early,
                 _trained_past_best, _imbalance, _perfect, _vanishing, _exploding, _dead_units,
@@ -168,7 +174,8 @@ def _stuck_at_chance(r: Records) -> str:
     first = int(np.argmax(windows))
     return (f"the loss spiked to {_fmt(max(windows))} in logging window {first + 1}; "
             f"{at_chance}" + (" and the ReLUs dead (below)." if dead else "."))
-  if dead:
+  ratio = _max_update_ratio(r)
+  if dead and (ratio is None or ratio >= LARGE_STEP_RATIO):
     return f"{at_chance}, and the ReLUs have died (below): large steps pushed them off."
   return ""
 
@@ -344,6 +351,25 @@ def _median_layers(r: Records, key: str) -> list[tuple[str, float]]:
   return [(n, float(np.median([e["layers"][n][key] for e in r.layers
                                if n in e["layers"] and key in e["layers"][n]])))
           for n in names if any(key in e["layers"].get(n, {}) for e in r.layers)]
+
+
+def _zero_weights(r: Records) -> list[Finding]:
+  """Layers whose weights are all zero and get no gradient: zero initialisation, whose
+  symmetry no step can break (every unit of a layer computes the same thing)."""
+  if not r.layers:
+    return []
+  last = r.layers[-1]["layers"]
+  stuck = [n for n, s in last.items() if s.get("weight_norm", 1.0) == 0
+           and s.get("grad_norm", 1.0) == 0]
+  if not stuck:
+    return []
+  return [Finding("zero_weights",
+                  f"{', '.join(stuck)} still have all-zero weights at epoch "
+                  f"{r.layers[-1]['epoch']} and get exactly zero gradient: started at zero, "
+                  "every unit of a layer computes the same output, so no step can make them "
+                  "differ and the network cannot learn.",
+                  "a random initialisation scaled to the layer (config.init.linear="
+                  "'kaiming_normal' for ReLU, 'xavier_normal' for tanh, or 'default').")]
 
 
 def _vanishing(r: Records) -> list[Finding]:

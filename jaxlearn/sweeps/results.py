@@ -21,7 +21,8 @@ def trial_row(name: str, values: dict, workdir: str, monitor: str, failure: str 
   row = {"trial": name, **values}
   summary_path = RunDir(workdir).summary
   if failure:
-    return {**row, "status": f"failed: {failure.splitlines()[0][:200]}"}
+    first = failure.splitlines()[0].split(". ")[0].rstrip(".")  # failures.json keeps it whole
+    return {**row, "status": f"failed: {first[:160]}"}
   if not os.path.exists(summary_path):
     return {**row, "status": "not run"}
   with open(summary_path, encoding="utf-8") as f:
@@ -52,15 +53,17 @@ def findings(workdir: str) -> str:
 
 
 def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: str,
-                 title: str = "") -> None:
-  """results.csv (every row) and results.md (`title`, the rows, then mean ± std over seeds)."""
+                 title: str = "", also: tuple = ()) -> None:
+  """results.csv (every row) and results.md (`title`, the rows, then mean ± std over seeds);
+  `also` names more test metrics for results.md to show (e.g. ("f1",))."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
   with open(os.path.join(directory, RESULTS_CSV), "w", encoding="utf-8", newline="") as f:
     writer = csv.DictWriter(f, columns)
     writer.writeheader()
     writer.writerows(rows)
+  extra = [f"test_{m}" for m in also]
   shown = ["trial", *varied, f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}",
-           "best_epoch", "seconds", "status", "diagnosis"]
+           *extra, "best_epoch", "seconds", "status", "diagnosis"]
   text = io.StringIO()
   if title:
     text.write(f"{title}\n\n")
@@ -70,15 +73,15 @@ def write_tables(directory: str, rows: list[dict], varied: list[str], monitor: s
   text.write(_markdown(rows, [c for c in shown if c in columns]))
   if "seed" in varied and len(varied) > 1:
     text.write("\n## Over seeds (mean ± std, n = trials per setting)\n\n")
-    text.write(_markdown(over_seeds(rows, [k for k in varied if k != "seed"], monitor),
+    text.write(_markdown(over_seeds(rows, [k for k in varied if k != "seed"], monitor, extra),
                          [k for k in varied if k != "seed"]
                          + [f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}",
-                            "n"]))
+                            *extra, "n"]))
   with open(os.path.join(directory, RESULTS_MD), "w", encoding="utf-8") as f:
     f.write(text.getvalue())
 
 
-def over_seeds(rows: list[dict], keys: list[str], monitor: str) -> list[dict]:
+def over_seeds(rows: list[dict], keys: list[str], monitor: str, extra: list = ()) -> list[dict]:
   """One row per setting of `keys`: mean ± std of the finished trials' metrics over seeds."""
   settings = {}
   for row in rows:
@@ -86,7 +89,7 @@ def over_seeds(rows: list[dict], keys: list[str], monitor: str) -> list[dict]:
   table = []
   for members in settings.values():
     row = {k: members[0][k] for k in keys}
-    for metric in (f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}"):
+    for metric in (f"train_{monitor}", f"best_val_{monitor}", f"test_{monitor}", *extra):
       values = [m[metric] for m in members if isinstance(m.get(metric), (int, float))]
       row[metric] = _mean_std(values)
     row["n"] = sum(isinstance(m.get(f"test_{monitor}"), (int, float)) for m in members)

@@ -32,7 +32,7 @@ TRIAL_FAILURES = (NonFiniteLossError, DivergedError)
 def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None = None, *,
         parallel: int = 1, vectorise: bool = True, max_group: int = 16,
         record: dict | None = None, trials: list | None = None,
-        title: str = "") -> list[dict]:
+        title: str = "", also: tuple = ()) -> list[dict]:
   """Trains every trial of `grid` x `seeds` (or the given `trials`); returns the result rows.
 
   Args:
@@ -45,7 +45,7 @@ def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None 
     max_group: the most trials in one vectorised program (memory grows with it).
     record, trials: what DIR/sweep.json records, and the trials, when not `grid` x `seeds`
       (a study's, see `jaxlearn.sweeps.study`).
-    title: the first lines of results.md.
+    title: the first lines of results.md; also: more test metrics it shows.
 
   Example:
     rows = run(config, "/tmp/sweep", {"optimizer.learning_rate": [1e-3, 3e-3]}, seeds=[0, 1])
@@ -82,7 +82,7 @@ def run(config, workdir: str, grid: dict | None = None, seeds: list[int] | None 
     else:
       failures.update(_train_each(pending, workdir, parallel))
     _write_failures(workdir, failures)
-  rows = write_results(workdir, trials, varied, config.monitor, failures, title)
+  rows = write_results(workdir, trials, varied, config.monitor, failures, title, also)
   logging.info("Sweep of %d trials done in %.1f s: %s", len(trials), time.time() - started,
                os.path.join(workdir, results.RESULTS_MD))
   return rows
@@ -222,10 +222,10 @@ def _release_memory() -> None:
 
 
 def write_results(workdir: str, trials: list, varied: list[str], monitor: str,
-                  failures: dict[str, str], title: str = "") -> list[dict]:
+                  failures: dict[str, str], title: str = "", also: tuple = ()) -> list[dict]:
   rows = [results.trial_row(t.name, t.values, os.path.join(workdir, t.name), monitor,
                             failures.get(t.name, "")) for t in trials]
-  results.write_tables(workdir, rows, varied, monitor, title)
+  results.write_tables(workdir, rows, varied, monitor, title, also)
   results.write_figures(workdir, rows, varied, monitor,
                         {t.name: os.path.join(workdir, t.name) for t in trials})
   return rows

@@ -40,6 +40,7 @@ class Study:
   failures_expected: bool = False
   # False: every trial a single run (which records per-layer statistics; groups do not).
   vectorise: bool = True
+  also: tuple = ()  # test metrics results.md shows beside config.monitor, e.g. ("f1",)
 
 
 def find(name: str, root: str = "") -> str:
@@ -75,19 +76,24 @@ def load(name: str) -> Study:
 
 def trials(study: Study, smoke: bool = False) -> list[spec.Trial]:
   """Every setting x grid combination x seed, each a validated trial named by its setting."""
-  config = spec.with_values(study.config, {**SMOKE, **study.smoke}) if smoke else study.config
+  shrink = {**SMOKE, **study.smoke} if smoke else {}
+  config = spec.with_values(study.config, shrink)
   seeds = list(study.seeds[:1] if smoke else study.seeds)
+  # A grid over what --smoke shrinks (e.g. a budget of epochs) keeps one value, shrunk.
+  grid = {k: vs[:1] if k in shrink else vs for k, vs in study.grid.items()}
   settings = study.settings or {"": {}}
   for name, values in settings.items():
     for key in values:
       spec.field_type(config, key, f"study setting {name!r}")
   found = []
   for (name, values), combination in itertools.product(settings.items(),
-                                                       itertools.product(*study.grid.values())):
-    grid_values = dict(zip(study.grid, combination))
+                                                       itertools.product(*grid.values())):
+    grid_values = dict(zip(grid, combination))
     for seed in seeds:
       shown = {**({"setting": name} if name else {}), **grid_values, "seed": seed}
-      trial = spec.make_trial(config, {**values, **grid_values, "seed": seed})
+      trial_values = {**values, **grid_values, "seed": seed}
+      trial_values.update({k: v for k, v in shrink.items() if k in trial_values})
+      trial = spec.make_trial(config, trial_values)
       found.append(spec.Trial(spec.trial_name(shown), shown, trial.config))
   return found
 
