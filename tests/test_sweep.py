@@ -17,7 +17,7 @@ import pytest
 
 from jaxlearn import sweep
 from jaxlearn.errors import ConfigError, NonFiniteLossError, WorkdirError
-from jaxlearn.runs import checkpoint
+from jaxlearn.runs import checkpoint, diagnosis
 from jaxlearn.sweeps import runner, spec, vectorised
 from jaxlearn.training import train
 from tests.conftest import PROJECT_ROOT
@@ -118,6 +118,11 @@ def test_sweep_rows_tables_figures_and_a_rerun_that_skips_finished_trials(small_
       summary = json.load(f)
     assert float(row["test_accuracy"]) == pytest.approx(summary["test_accuracy"])
     assert summary["config"]["batch_size"] == int(row["batch_size"])
+    best = next(h for h in summary["history"] if h["epoch"] == summary["best_epoch"])
+    assert float(row["train_accuracy"]) == pytest.approx(best["train_accuracy"])
+    assert row["diagnosis"] == (" ".join(
+        f.problem for f in diagnosis.diagnose(diagnosis.read_records(workdir / row["trial"])))
+        or "-")
   text = (workdir / "results.md").read_text()
   assert "## Over seeds" in text and "±" in text
   for name in ("summary.png", "curves.png"):
