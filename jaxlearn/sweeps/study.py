@@ -65,8 +65,8 @@ def find(name: str, root: str = "") -> str:
 def load(name: str) -> Study:
   """The `Study` that `get_study()` of the study file returns."""
   path = find(name)
-  module_spec = importlib.util.spec_from_file_location(f"jaxlearn_study_{os.path.basename(path)[:-3]}",
-                                                       path)
+  module_name = f"jaxlearn_study_{os.path.basename(path)[:-3]}"
+  module_spec = importlib.util.spec_from_file_location(module_name, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
   if not hasattr(module, "get_study"):
@@ -85,6 +85,8 @@ def trials(study: Study, smoke: bool = False) -> list[spec.Trial]:
   for name, values in settings.items():
     for key in values:
       spec.field_type(config, key, f"study setting {name!r}")
+  for key in grid:
+    spec.field_type(config, key, f"study grid {key!r}")
   found = []
   for (name, values), combination in itertools.product(settings.items(),
                                                        itertools.product(*grid.values())):
