@@ -13,8 +13,9 @@
 Every trial is a normal run in DIR/<trial>/ (evaluate, predict and export work
 on it). Trials that differ only in the seed, learning rate, weight decay, dropout
 rate or the loss's settings train together as one vectorised program. Writes
-DIR/results.csv, results.md, summary.png and curves.png. Rerunning the same command skips finished trials and resumes the
-rest; a different grid on the same DIR is refused. In Python:
+DIR/results.csv, results.md, summary.png and curves.png. Rerunning the same
+command skips finished trials and resumes the rest; a different grid on the
+same DIR is refused. In Python:
 `jaxlearn.sweep.run(config, {"optimizer.learning_rate": [1e-3, 1e-2]}, workdir=DIR)`.
 """
 

@@ -330,8 +330,8 @@ class _Group:
     self.transform = (xla_cpu.with_cpu_kernels
                       if xla_cpu.enabled(c.cpu_kernels, platform) else None)
     self.train_arrays = jax.device_put(_stack([self.splits[s].train for s in self.seeds]))
-    self.val = jax.device_put(_stack([pipeline.make_eval_batches(self.splits[s].val, c.eval_batch_size,
-                                                  self.mesh) for s in self.seeds]))
+    self.val = jax.device_put(_stack([pipeline.make_eval_batches(
+        self.splits[s].val, c.eval_batch_size, self.mesh) for s in self.seeds]))
     self.seed_index = jnp.asarray([t.seed_index for t in self.trials], jnp.int32)
     self.chance = [divergence.chance_accuracy(self.task.name, self.splits[s].val["targets"])
                    for s in self.seeds]
