@@ -112,6 +112,10 @@ def _markdown(rows: list[dict], columns: list[str]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _label(value) -> str:
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def write_figures(directory: str, rows: list[dict], varied: list[str], monitor: str,
                   workdirs: dict[str, str]) -> list[str]:
   """summary.png and curves.png; returns the files written ([] without matplotlib)."""
@@ -132,14 +136,24 @@ def write_figures(directory: str, rows: list[dict], varied: list[str], monitor: 
       numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
       positions = xs if numeric else [sorted(set(map(str, xs))).index(str(x)) for x in xs]
       ys = [r[metric] for r in done]
-      ax.scatter(positions, ys, alpha=0.6, label="trials")
-      means = {}
-      for x, y in zip(positions, ys):
-        means.setdefault(x, []).append(y)
-      if any(len(v) > 1 for v in means.values()):
-        xs_sorted = sorted(means)
-        ax.plot(xs_sorted, [float(np.mean(means[x])) for x in xs_sorted], color="black",
-                label="mean over the other keys and seeds")
+      others = [k for k in panels if k != key]
+      # With one other key, a line per value of it: how the two interact (e.g. the best rate
+      # of each batch size); else one line, the mean over everything else.
+      lines = ([(f"{others[0]}={_label(v)}", [str(r[others[0]]) == str(v) for r in done])
+                for v in dict.fromkeys(r[others[0]] for r in done)]
+               if len(others) == 1 and len({str(r[others[0]]) for r in done}) <= 8 else
+               [("mean over the other keys and seeds", [True] * len(done))])
+      for label, chosen in lines:
+        points = [(x, y) for x, y, c in zip(positions, ys, chosen) if c]
+        dots = ax.scatter(*zip(*points), alpha=0.5, s=18)
+        means = {}
+        for x, y in points:
+          means.setdefault(x, []).append(y)
+        if any(len(v) > 1 for v in means.values()) or len(lines) > 1:
+          xs_sorted = sorted(means)
+          ax.plot(xs_sorted, [float(np.mean(means[x])) for x in xs_sorted], label=label,
+                  color=dots.get_facecolor()[0][:3] if len(lines) > 1 else "black")
+      if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
       if numeric and min(xs) > 0 and max(xs) / min(xs) >= 20:
         ax.set_xscale("log")
