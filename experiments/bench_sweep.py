@@ -164,6 +164,7 @@ def main():
     path = os.path.join(args.out, f"bench_sweep_{figures['machine']['date']}.json")
     if args.trial_axis:
       path = path.replace("bench_sweep_", f"bench_sweep_{args.trial_axis}_")
+    os.makedirs(args.out, exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
       json.dump(figures, f, indent=2)
 
