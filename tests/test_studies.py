@@ -117,7 +117,8 @@ def test_every_studys_result_is_recorded_with_its_machine(name):
   assert os.path.exists(os.path.join(folder, "summary.png"))
   with open(os.path.join(STUDIES_DIR, "README.md"), encoding="utf-8") as f:
     readme = f.read()
-  assert f"--study={name} " in readme and f"results/{name}/" in readme
+  assert f"`python -m jaxlearn.sweep --study={name} --workdir=" in readme
+  assert f"results/{name}/results.md" in readme
 
 
 @pytest.mark.slow
