@@ -247,11 +247,23 @@ def check_targets(task: Task, targets: np.ndarray) -> None:
     raise ConfigError(f"Targets of dtype {targets.dtype} cannot be trained on; use numbers.")
 
 
-def make_task(config, num_outputs: int = 0, loss_settings: dict | None = None) -> Task:
-  """`config.task` with the loss `config.loss.name` (empty: the task's own) and its settings.
+def make_loss(config, loss_settings: dict | None = None):
+  """`config.loss.name` (empty: `config.task`'s own) with its settings from `config.loss`,
+  some replaced by `loss_settings` (e.g. a traced label smoothing, see
+  `jaxlearn.sweeps.vectorised`)."""
+  check_task_name(config.task)
+  name = config.loss.name or TASKS[config.task].loss.__name__
+  if name not in losses.LOSSES:
+    raise ConfigError(f"Unknown loss {name!r} in config.loss.name; choose one of "
+                      f"{sorted(losses.LOSSES)}.")
+  loss_fn, settings = losses.LOSSES[name]
+  chosen = {k: config.loss[k] for k in settings}
+  chosen.update({k: v for k, v in (loss_settings or {}).items() if k in settings})
+  return functools.partial(loss_fn, **chosen)
 
-  `loss_settings` replaces some of `config.loss`'s (e.g. a traced label
-  smoothing, see `jaxlearn.sweeps.vectorised`).
+
+def make_task(config, num_outputs: int = 0) -> Task:
+  """`config.task` with the loss `config.loss.name` (empty: the task's own) and its settings.
 
   A classifier with more than `config.top_k` outputs also reports
   `top{k}_accuracy`.
@@ -263,16 +275,8 @@ def make_task(config, num_outputs: int = 0, loss_settings: dict | None = None) -
   >>> task.name, metric_names(task)
   ('classification', ['accuracy', 'loss', 'top5_accuracy'])
   """
-  check_task_name(config.task)
-  task = TASKS[config.task]
-  name = config.loss.name or task.loss.__name__
-  if name not in losses.LOSSES:
-    raise ConfigError(f"Unknown loss {name!r} in config.loss.name; choose one of "
-                      f"{sorted(losses.LOSSES)}.")
-  loss_fn, settings = losses.LOSSES[name]
-  chosen = {k: config.loss[k] for k in settings}
-  chosen.update({k: v for k, v in (loss_settings or {}).items() if k in settings})
-  task = task._replace(loss=functools.partial(loss_fn, **chosen))
+  loss = make_loss(config)  # Checks config.task and config.loss.name first.
+  task = TASKS[config.task]._replace(loss=loss)
   if task.name == "classification" and 0 < config.top_k < num_outputs:
     extra = {f"top{config.top_k}_accuracy": top_k_accuracy(config.top_k)}
     task = task._replace(

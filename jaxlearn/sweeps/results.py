@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from jaxlearn.runs import diagnosis
 from jaxlearn.runs.workdir import RunDir
 
 RESULTS_CSV, RESULTS_MD = "results.csv", "results.md"
@@ -42,7 +43,6 @@ def trial_row(name: str, values: dict, workdir: str, monitor: str, failure: str 
 
 def findings(workdir: str) -> str:
   """The problems the run's diagnosis names (its diagnosis.json, else from its records)."""
-  from jaxlearn.runs import diagnosis  # pylint: disable=import-outside-toplevel
   path = RunDir(workdir).diagnosis
   if os.path.exists(path):
     with open(path, encoding="utf-8") as f:

@@ -231,7 +231,8 @@ def train_group(configs: list, workdirs: list[str],
   fresh = build.create_states(base, steps_per_epoch, dims[0], [c.seed for c in configs], 1.0,
                               settings)
   fresh = fresh.replace(opt_state=optim.with_hyperparams(fresh.opt_state, lr_scale=rates))
-  layout = Layout(fresh, [single_run_structure(c, steps_per_epoch, dims[0]) for c in configs])
+  layout = Layout(jax.tree.structure(fresh),
+                  [single_run_structure(c, steps_per_epoch, dims[0]) for c in configs])
   logging.info("Vectorised group of %d trials (%s): one program, %d steps per epoch%s.",
                len(trials), ", ".join(workdirs), steps_per_epoch,
                f", each with its own {', '.join(numbers.keys)}" if numbers.keys else "")
@@ -277,11 +278,8 @@ class Layout:
   where a trial's single run builds no state-free piece the group needs (an
   optimizer without weight decay, in a group where the decay differs).
   """
-  group: object  # the stacked state (its structure, less the trial axis, is the group's)
+  group: object  # the group's structure (that of the stacked state)
   singles: list  # each trial's single-run structure
-
-  def __post_init__(self):
-    self.group = jax.tree.structure(self.group)
 
   def single(self, states, t: int):
     """Trial `t` of the stacked `states` as its single run holds it."""
@@ -370,9 +368,9 @@ class _Group:
   def _task(self, numbers: dict) -> tasks.Task:
     """The task whose loss has the trial's (traced) settings."""
     settings = self.numbers.loss_settings(numbers)
-    return tasks.make_task(self.config, 0, settings)._replace(
-        eval_metrics=self.task.eval_metrics, train_metrics=self.task.train_metrics
-    ) if settings else self.task
+    if not settings:
+      return self.task
+    return self.task._replace(loss=tasks.make_loss(self.config, settings))
 
   def _orders(self, epoch: int) -> jax.Array:
     """Each seed's shuffled batch order for `epoch`, as its single run draws it."""
