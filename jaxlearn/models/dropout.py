@@ -48,7 +48,10 @@ class Dropout(nnx.Dropout):
     if self.deterministic if deterministic is None else deterministic:
       return inputs
     rngs = self.rngs if rngs is None else rngs
-    key = rngs[self.rng_collection]() if isinstance(rngs, nnx.Rngs) else rngs()
+    if isinstance(rngs, nnx.Rngs):
+      key = rngs[self.rng_collection]()
+    else:  # An RngStream, or a key itself (as nnx.Dropout takes them).
+      key = rngs if isinstance(rngs, jax.Array) else rngs()
     keep = 1.0 - rate
     mask = jax.random.bernoulli(key, p=keep, shape=inputs.shape)
     return jax.lax.select(mask, inputs / jnp.asarray(keep, inputs.dtype), jnp.zeros_like(inputs))

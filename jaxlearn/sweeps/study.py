@@ -51,7 +51,8 @@ def find(name: str, root: str = "") -> str:
       raise ConfigError(f"--study={name}: no such file.")
     return name
   checkout = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  folders = [os.path.join(root or os.getcwd(), STUDIES_DIR), os.path.join(checkout, STUDIES_DIR)]
+  folders = list(dict.fromkeys(os.path.realpath(os.path.join(r, STUDIES_DIR))
+                               for r in (root or os.getcwd(), checkout)))
   for folder in folders:
     path = os.path.join(folder, f"{name}.py")
     if os.path.exists(path):
